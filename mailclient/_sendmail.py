@@ -1,0 +1,357 @@
+"""
+The factory that sends one message over one connection, and L{sendmail}, the
+everyday entry point.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import (
+    IAddress,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+
+from mailclient import errors
+from mailclient._wire.policy import TLSMode
+from mailclient._wire.sasl import SASLMechanism, passwordMechanisms
+from mailclient.protocol import ESMTPClient, Timeouts
+from mailclient.results import SendResult
+
+__all__ = ["ESMTPSenderFactory", "sendmail"]
+
+CONNECT_TIMEOUT = 30.0
+RETRY_BASE_DELAY = 1.0
+RETRY_MAX_DELAY = 30.0
+
+
+class ESMTPSenderFactory(ClientFactory):
+    """
+    Sends one message over one connection, then QUIT.
+
+    Its L{deferred} fires with the L{SendResult} of the message or fails
+    with an error from L{mailclient.errors}; it always fires, whether the
+    connection fails, is lost, or times out.  Cancelling it aborts the
+    connection.  To send several messages over one connection, use
+    L{ESMTPClient.send} on the protocol directly.
+
+    @ivar deferred: fires with the L{SendResult}.
+    @ivar client: the L{ESMTPClient} this factory builds (once).
+    """
+
+    def __init__(
+        self,
+        fromAddress: str | bytes,
+        toAddresses: str | bytes | Iterable[str | bytes],
+        message: object,
+        *,
+        clock: IReactorTime,
+        authenticators: Sequence[SASLMechanism] = (),
+        **clientOptions: Any,
+    ) -> None:
+        """
+        @param clock: the source of time for timeouts.
+        @param authenticators: SASL mechanisms to register, holding their
+            credentials.
+        @param clientOptions: keyword arguments for L{ESMTPClient}.
+        """
+        self.client = ESMTPClient(clock=clock, quitWhenIdle=True, **clientOptions)
+        for mechanism in authenticators:
+            self.client.registerAuthenticator(mechanism)
+        self._built = False
+        inner = self.client.send(fromAddress, toAddresses, message)
+        self.deferred: Deferred[SendResult] = Deferred(lambda _: inner.cancel())
+        inner.chainDeferred(self.deferred)
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        """
+        Hand out the client, once; a factory sends over one connection.
+        """
+        if self._built:
+            return None
+        self._built = True
+        self.client.factory = self
+        return self.client
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        """
+        For C{reactor.connectTCP} callers: the connection failed.
+        """
+        if not self.deferred.called:
+            self.client.abort(errors.SMTPConnectError(reason.getErrorMessage()))
+
+
+_TLS_MODES = {mode.value: mode for mode in TLSMode}
+
+
+def _text(value: str | bytes, argument: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError as e:
+            raise errors.InvalidArgumentError(argument, value, "not ASCII") from e
+    if not isinstance(value, str):
+        raise errors.InvalidArgumentError(argument, value, "expected str or bytes")
+    return value
+
+
+@attrs.frozen
+class _Plan:
+    """
+    The validated settings of one sendmail call.
+    """
+
+    endpoint: IStreamClientEndpoint
+    tlsMode: TLSMode
+    clientOptions: dict[str, Any]
+    authenticators: tuple[SASLMechanism, ...]
+
+
+def _plan(
+    reactor: Any,
+    smtphost: str | bytes | None,
+    *,
+    port: int | None,
+    username: str | bytes | None,
+    password: str | bytes | None,
+    tls: str | None,
+    tlsOptions: IOpenSSLClientConnectionCreator | None,
+    heloName: str | None,
+    timeout: float | None,
+    requireAuthentication: bool | None,
+    requireTransportSecurity: bool,
+    allowPlaintextAuth: bool,
+    heloFallback: bool,
+    endpoint: IStreamClientEndpoint | None,
+    authenticators: Sequence[SASLMechanism] | None,
+) -> _Plan:
+    if (username is None) != (password is None):
+        raise errors.InvalidArgumentError(
+            "username", username, "username and password go together"
+        )
+    mechanisms: tuple[SASLMechanism, ...] = tuple(authenticators or ())
+    if username is not None and password is not None:
+        mechanisms += tuple(
+            passwordMechanisms(_text(username, "username"), _text(password, "password"))
+        )
+    if tls is None:
+        if port == 465:
+            mode = TLSMode.IMPLICIT
+        elif mechanisms:
+            mode = TLSMode.STARTTLS
+        else:
+            mode = TLSMode.OPPORTUNISTIC
+    elif tls in _TLS_MODES:
+        mode = _TLS_MODES[tls]
+    else:
+        raise errors.InvalidArgumentError(
+            "tls", tls, f"expected one of {', '.join(sorted(_TLS_MODES))}"
+        )
+    host = _text(smtphost, "smtphost") if smtphost is not None else None
+    if tlsOptions is None and mode is not TLSMode.NONE and host is not None:
+        tlsOptions = optionsForClientTLS(host)
+    if tlsOptions is None and mode in (TLSMode.IMPLICIT, TLSMode.STARTTLS):
+        raise errors.InvalidArgumentError(
+            "tlsOptions", None, "TLS is required: give smtphost or tlsOptions"
+        )
+    if endpoint is None:
+        if host is None:
+            raise errors.InvalidArgumentError(
+                "smtphost", None, "give smtphost or endpoint"
+            )
+        if port is None:
+            port = 465 if mode is TLSMode.IMPLICIT else 25
+        endpoint = HostnameEndpoint(
+            reactor,
+            host.encode("idna") if not host.isascii() else host,
+            port,
+            timeout=min(timeout or CONNECT_TIMEOUT, CONNECT_TIMEOUT),
+        )
+    if mode is TLSMode.IMPLICIT:
+        assert tlsOptions is not None
+        endpoint = wrapClientTLS(tlsOptions, endpoint)
+    if requireAuthentication is None:
+        requireAuthentication = bool(mechanisms)
+    clientOptions: dict[str, Any] = {
+        "heloName": heloName,
+        "tls": mode,
+        "tlsOptions": tlsOptions,
+        "requireTransportSecurity": requireTransportSecurity,
+        "requireAuthentication": requireAuthentication,
+        "allowPlaintextAuth": allowPlaintextAuth,
+        "heloFallback": heloFallback,
+        "timeouts": Timeouts().capped(timeout),
+    }
+    return _Plan(endpoint, mode, clientOptions, mechanisms)
+
+
+def _retryable(error: BaseException, client: ESMTPClient | None) -> bool:
+    """
+    Whether a failed attempt may be tried again: only failures before any
+    message data was sent, and only transient ones.
+    """
+    if client is not None and client.dataStarted:
+        return False
+    if isinstance(error, errors.SMTPConnectError):
+        return True
+    if isinstance(error, errors.ServerRefusedSessionError):
+        return error.isTransient
+    return isinstance(error, errors.SMTPTimeoutError | errors.ConnectionLostError)
+
+
+def sendmail(
+    smtphost: str | bytes | None,
+    fromAddress: str | bytes,
+    toAddresses: str | bytes | Iterable[str | bytes],
+    message: object,
+    *,
+    port: int | None = None,
+    username: str | bytes | None = None,
+    password: str | bytes | None = None,
+    tls: str | None = None,
+    tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+    heloName: str | None = None,
+    timeout: float | None = None,
+    reactor: Any = None,
+    requireAuthentication: bool | None = None,
+    requireTransportSecurity: bool = False,
+    allowPlaintextAuth: bool = False,
+    heloFallback: bool = True,
+    endpoint: IStreamClientEndpoint | None = None,
+    retries: int = 2,
+    authenticators: Sequence[SASLMechanism] | None = None,
+) -> Deferred[SendResult]:
+    """
+    Send one message and report what happened to every recipient.
+
+    The positional arguments are those of C{twisted.mail.smtp.sendmail}, so a
+    caller switches by changing the import.
+
+    @param smtphost: the server's host name (also the name its certificate
+        must carry), or L{None} when C{endpoint} is given with C{tlsOptions}.
+    @param fromAddress: the envelope sender; C{""} for the null sender.
+    @param toAddresses: one recipient or several.
+    @param message: an C{email.message.EmailMessage}, C{bytes}, C{str}
+        (sent as UTF-8) or a binary file.
+    @param port: the server's port; default 465 with implicit TLS, else 25.
+    @param username: with C{password}, the credentials for AUTH (PLAIN,
+        LOGIN or CRAM-MD5, the strongest the server offers).
+    @param tls: C{"implicit"} (TLS from the first byte), C{"starttls"}
+        (upgrade or fail), C{"opportunistic"} (upgrade when offered) or
+        C{"none"}.  Default: implicit on port 465, starttls when credentials
+        are given, else opportunistic.  Credentials are never sent without
+        TLS unless C{allowPlaintextAuth} is true.
+    @param tlsOptions: client TLS options from
+        L{twisted.internet.ssl.optionsForClientTLS}, to give your own trust
+        root or client certificate; default: verify C{smtphost} against the
+        system's trust store.
+    @param heloName: our name in EHLO/HELO.
+    @param timeout: no single wait (connecting, or any reply) lasts longer
+        than this many seconds; default: the RFC 5321 timeouts.
+    @param reactor: the reactor (default: the global one).
+    @param requireAuthentication: fail unless AUTH succeeds; default: true
+        when credentials are given.
+    @param requireTransportSecurity: fail unless the session is TLS.
+    @param allowPlaintextAuth: allow credentials on a session without TLS.
+    @param heloFallback: try HELO when the server refuses EHLO.
+    @param endpoint: a client endpoint to connect with instead of
+        C{smtphost}/C{port} (implicit TLS is layered on top of it).
+    @param retries: how many more times to try when an attempt fails before
+        any message data was sent (connection failures, timeouts, 421 and
+        other transient session refusals), with exponential backoff and
+        jitter.  A message is never resent after its data was sent.
+    @param authenticators: more SASL mechanism objects to offer.
+    @return: a Deferred that fires with a L{SendResult} when at least one
+        recipient accepted the message, or fails with an error from
+        L{mailclient.errors}.  Cancelling it aborts the connection.
+    """
+    return Deferred.fromCoroutine(
+        _sendmail(
+            smtphost,
+            fromAddress,
+            toAddresses,
+            message,
+            port=port,
+            username=username,
+            password=password,
+            tls=tls,
+            tlsOptions=tlsOptions,
+            heloName=heloName,
+            timeout=timeout,
+            reactor=reactor,
+            requireAuthentication=requireAuthentication,
+            requireTransportSecurity=requireTransportSecurity,
+            allowPlaintextAuth=allowPlaintextAuth,
+            heloFallback=heloFallback,
+            endpoint=endpoint,
+            retries=retries,
+            authenticators=authenticators,
+        )
+    )
+
+
+async def _sendmail(
+    smtphost: str | bytes | None,
+    fromAddress: str | bytes,
+    toAddresses: str | bytes | Iterable[str | bytes],
+    message: object,
+    *,
+    reactor: Any,
+    retries: int,
+    **options: Any,
+) -> SendResult:
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    if not isinstance(retries, int) or retries < 0:
+        raise errors.InvalidArgumentError("retries", retries, "must be an int >= 0")
+    if isinstance(toAddresses, Iterable) and not isinstance(toAddresses, str | bytes):
+        toAddresses = list(toAddresses)
+    plan = _plan(reactor, smtphost, **options)
+    if hasattr(message, "read") and retries:
+        retries = 0  # a stream cannot be read twice
+    attempt = 0
+    while True:
+        attempt += 1
+        factory = ESMTPSenderFactory(
+            fromAddress,
+            toAddresses,
+            message,
+            clock=reactor,
+            authenticators=plan.authenticators,
+            **plan.clientOptions,
+        )
+        try:
+            if not factory.deferred.called:
+                try:
+                    await plan.endpoint.connect(factory)
+                except defer.CancelledError:
+                    raise
+                except Exception as e:
+                    if not factory.deferred.called:
+                        factory.client.abort(
+                            errors.SMTPConnectError(str(e) or type(e).__name__)
+                        )
+            result = await factory.deferred
+            return attrs.evolve(result, attempts=attempt)
+        except errors.MailClientError as e:
+            if attempt > retries or not _retryable(e, factory.client):
+                if e.result is not None:
+                    e.result = attrs.evolve(e.result, attempts=attempt)
+                raise
+        delay = min(RETRY_BASE_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
+        await deferLater(reactor, delay * random.uniform(0.5, 1.5))
+

@@ -1,0 +1,174 @@
+"""
+What a send reports: a result for every recipient, the final reply, and what
+the session learnt.  Plain immutable values; nothing here imports Twisted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Literal
+
+import attrs
+
+from mailclient._wire.capabilities import Capabilities
+from mailclient._wire.replies import Reply
+
+__all__ = [
+    "RecipientResult",
+    "RecipientStatus",
+    "SendResult",
+    "SessionInfo",
+    "recipientStatusFor",
+]
+
+RecipientStatus = Literal["accepted", "deferred", "rejected", "not-attempted", "unknown"]
+"""
+The fate of one recipient:
+
+- C{"accepted"}: the server accepted the recipient and took responsibility
+  for the message (2xx to RCPT and 2xx to the end of the data);
+- C{"deferred"}: a transient (4xx) refusal; trying again later may work;
+- C{"rejected"}: a permanent (5xx) refusal;
+- C{"not-attempted"}: the transaction ended before this recipient was tried;
+- C{"unknown"}: the connection broke after the data was sent and before the
+  server's reply; the message may or may not have been delivered.
+"""
+
+_QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9][A-Za-z0-9._:/-]*)", re.IGNORECASE)
+
+
+def recipientStatusFor(code: int) -> RecipientStatus:
+    """
+    Classify a reply code into a recipient status.
+
+    @param code: a reply code to RCPT, DATA or the end of the data.
+    @return: C{"accepted"} for 2xx, C{"deferred"} for 4xx, C{"rejected"} for
+        anything else (5xx; other codes are protocol errors upstream).
+    """
+    if 200 <= code < 300:
+        return "accepted"
+    if 400 <= code < 500:
+        return "deferred"
+    return "rejected"
+
+
+@attrs.frozen
+class RecipientResult:
+    """
+    The outcome for one recipient.
+
+    @ivar address: the address as the caller gave it (decoded to C{str}).
+    @ivar status: a L{RecipientStatus}.
+    @ivar code: the reply code that decided it, or L{None} when no reply
+        decided it (C{"not-attempted"}, C{"unknown"}).
+    @ivar enhancedStatus: the RFC 3463 code such as C{"5.1.1"}, or L{None}.
+    @ivar text: the text of the deciding reply (or an explanation).
+    @ivar phase: the step that decided it: C{"MAIL"}, C{"RCPT"}, C{"DATA"}
+        (the reply to the DATA command) or C{"END-OF-DATA"} (the final reply
+        to the message), or C{"SESSION"} when the session ended first.
+    """
+
+    address: str
+    status: RecipientStatus
+    code: int | None
+    enhancedStatus: str | None
+    text: str
+    phase: str
+
+    @classmethod
+    def fromReply(cls, address: str, reply: Reply, phase: str) -> RecipientResult:
+        """
+        Build the result that C{reply} to C{phase} decided.
+        """
+        return cls(
+            address=address,
+            status=recipientStatusFor(reply.code),
+            code=reply.code,
+            enhancedStatus=reply.enhancedStatusText,
+            text=reply.text,
+            phase=phase,
+        )
+
+
+@attrs.frozen
+class SessionInfo:
+    """
+    What the session learnt about the server and the connection.
+
+    @ivar serverName: the name the server gave in its EHLO/HELO reply.
+    @ivar greeting: the server's greeting reply.
+    @ivar capabilities: the capabilities in force when the message was sent
+        (after STARTTLS, the ones re-read over TLS).
+    @ivar extended: C{True} when EHLO succeeded, C{False} after HELO fallback.
+    @ivar tlsVersion: the negotiated TLS version (C{"TLSv1.3"}) or L{None}
+        when the session was not encrypted.
+    @ivar tlsCipher: the negotiated cipher name, or L{None}.
+    @ivar authMechanism: the SASL mechanism used, or L{None}.
+    """
+
+    serverName: str
+    greeting: Reply | None
+    capabilities: Capabilities
+    extended: bool
+    tlsVersion: str | None
+    tlsCipher: str | None
+    authMechanism: str | None
+
+
+@attrs.frozen
+class SendResult:
+    """
+    The outcome of one message.
+
+    @ivar sender: the envelope sender.
+    @ivar recipients: every recipient's L{RecipientResult}, keyed by address,
+        in the order given.
+    @ivar reply: the server's final reply to the message (the reply to the
+        end of the data, which usually carries the queue id), or L{None} when
+        no data was sent.
+    @ivar session: the L{SessionInfo} of the connection that carried it.
+    @ivar transcript: the session transcript with AUTH payloads redacted.
+    @ivar timings: seconds since the send started, per step (C{"connected"},
+        C{"ready"}, C{"mail"}, C{"data"}, C{"done"}).
+    @ivar attempts: how many connections were tried (retries before any data
+        was sent add to it).
+    """
+
+    sender: str
+    recipients: Mapping[str, RecipientResult]
+    reply: Reply | None
+    session: SessionInfo | None
+    transcript: tuple[tuple[str, str], ...] = ()
+    timings: Mapping[str, float] = attrs.field(factory=dict)
+    attempts: int = 1
+
+    @property
+    def queueId(self) -> str | None:
+        """
+        The queue id from a final reply such as C{"250 2.0.0 Ok: queued as
+        4Xyz"}, or L{None} when the server did not say.
+        """
+        if self.reply is None:
+            return None
+        match = _QUEUE_ID.search(self.reply.text)
+        return match.group(1) if match else None
+
+    def byStatus(self, status: RecipientStatus) -> tuple[str, ...]:
+        """
+        The addresses whose status is C{status}, in the order given.
+        """
+        return tuple(a for a, r in self.recipients.items() if r.status == status)
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """
+        The addresses the server accepted the message for.
+        """
+        return self.byStatus("accepted")
+
+    def __iter__(self) -> Iterator[RecipientResult]:
+        """
+        Iterate over the recipient results in the order given.
+        """
+        return iter(self.recipients.values())
