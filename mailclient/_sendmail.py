@@ -175,7 +175,7 @@ def _plan(
             port = 465 if mode is TLSMode.IMPLICIT else 25
         endpoint = HostnameEndpoint(
             reactor,
-            host.encode("idna") if not host.isascii() else host,
+            host,
             port,
             timeout=min(timeout or CONNECT_TIMEOUT, CONNECT_TIMEOUT),
         )
@@ -313,9 +313,9 @@ async def _sendmail(
     **options: Any,
 ) -> SendResult:
     if reactor is None:
-        from twisted.internet import reactor as globalReactor
+        from twisted.internet import reactor as _reactor
 
-        reactor = globalReactor
+        reactor = _reactor
     if not isinstance(retries, int) or retries < 0:
         raise errors.InvalidArgumentError("retries", retries, "must be an int >= 0")
     if isinstance(toAddresses, Iterable) and not isinstance(toAddresses, str | bytes):
@@ -354,4 +354,3 @@ async def _sendmail(
                 raise
         delay = min(RETRY_BASE_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
         await deferLater(reactor, delay * random.uniform(0.5, 1.5))
-

@@ -46,10 +46,10 @@ __all__ = [
     "SMTPReplyError",
     "SMTPTimeoutError",
     "SendCancelledError",
-    "TLSHandshakeError",
     "SendFailedError",
     "SenderRefusedError",
     "ServerRefusedSessionError",
+    "TLSHandshakeError",
     "TLSRequiredError",
     "UnsupportedFeatureError",
 ]
@@ -72,7 +72,9 @@ class MailClientError(Exception):
     transcript: tuple[tuple[str, str], ...] = ()
     result: SendResult | None = None
 
-    def withTranscript(self, transcript: tuple[tuple[str, str], ...]) -> MailClientError:
+    def withTranscript(
+        self, transcript: tuple[tuple[str, str], ...]
+    ) -> MailClientError:
         """
         Attach C{transcript} to this error and return it.
         """

@@ -52,6 +52,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 import attrs
+from OpenSSL import SSL
+from service_identity import VerificationError
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -62,7 +64,6 @@ from twisted.internet.interfaces import (
     ISSLTransport,
     ITCPTransport,
 )
-from OpenSSL import SSL
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -83,7 +84,7 @@ from mailclient.results import (
     SessionInfo,
 )
 
-__all__ = ["ESMTPClient", "Phase", "TRANSITIONS", "Timeouts"]
+__all__ = ["TRANSITIONS", "ESMTPClient", "Phase", "Timeouts"]
 
 _log = Logger(namespace="mailclient.protocol")
 
@@ -224,7 +225,7 @@ class _Transaction:
     results: dict[str, RecipientResult] = attrs.Factory(dict)
     pendingRcpt: deque[str] = attrs.Factory(deque)
     reply: Reply | None = None
-    transcriptStart: int = 0
+    begun: bool = False
     dataSent: bool = False
     finalSent: bool = False
     done: bool = False
@@ -379,9 +380,7 @@ class ESMTPClient(LineReceiver):
         if self._failure is not None:
             return fail(self._failure)
         if self.phase in (Phase.QUIT, Phase.CLOSED) or self._quitRequested:
-            return fail(
-                errors.ConnectionLostError("send", "the session is closing")
-            )
+            return fail(errors.ConnectionLostError("send", "the session is closing"))
         self._queue.append(transaction)
         if self.phase is Phase.READY:
             self._nextTransaction()
@@ -473,7 +472,7 @@ class ESMTPClient(LineReceiver):
         self._lost = True
         if self._failure is None and self.phase is not Phase.QUIT:
             error: errors.MailClientError
-            if reason.check(SSL.Error):
+            if reason.check(SSL.Error, VerificationError):
                 error = errors.TLSHandshakeError(_describeTLSError(reason))
             else:
                 error = errors.ConnectionLostError(
@@ -493,9 +492,7 @@ class ESMTPClient(LineReceiver):
             line = line[:-1]
         self._record("S", line.decode("utf-8", "replace"))
         if not self._expected:
-            self._protocolError(
-                f"reply with no command outstanding: {line[:80]!r}"
-            )
+            self._protocolError(f"reply with no command outstanding: {line[:80]!r}")
             return
         try:
             reply = self._parser.feed(line)
@@ -513,9 +510,7 @@ class ESMTPClient(LineReceiver):
             return
         allowed = _SUCCESS.get(expectation.verb, frozenset())
         if reply.code not in allowed and not _isRefusal(reply.code):
-            self._protocolError(
-                f"unexpected reply {reply.code} to {expectation.verb}"
-            )
+            self._protocolError(f"unexpected reply {reply.code} to {expectation.verb}")
             return
         expectation.handler(reply)
 
@@ -976,7 +971,10 @@ class ESMTPClient(LineReceiver):
                 tx.deferred.errback(problem.withTranscript(self.transcript))
                 continue
             self._current = tx
-            tx.transcriptStart = len(self._transcript)
+            # Keep the negotiation and this transaction only: a long-lived
+            # session's transcript stays bounded.
+            del self._transcript[self._negotiationEnd :]
+            tx.begun = True
             tx.started = self.clock.seconds()
             if self._needRset:
                 self._enter(Phase.RSET)
@@ -991,9 +989,11 @@ class ESMTPClient(LineReceiver):
     def _startMail(self) -> None:
         tx = self._current
         assert tx is not None
-        params = ["BODY=8BITMIME"] if (
-            tx.source.eightBit is not False and self.capabilities.eightBitMIME
-        ) else []
+        params = (
+            ["BODY=8BITMIME"]
+            if (tx.source.eightBit is not False and self.capabilities.eightBitMIME)
+            else []
+        )
         self._enter(Phase.MAIL)
         tx.pendingRcpt = deque(tx.recipients)
         self._sendCommand(
@@ -1022,9 +1022,8 @@ class ESMTPClient(LineReceiver):
             a: tx.results.get(a) or attrs.evolve(notAttempted, address=a)
             for a in tx.recipients
         }
-        start = max(tx.transcriptStart, self._negotiationEnd)
         transcript = (
-            self._transcript[: self._negotiationEnd] + self._transcript[start:]
+            self._transcript if tx.begun else self._transcript[: self._negotiationEnd]
         )
         return SendResult(
             sender=tx.sender,
@@ -1137,4 +1136,3 @@ _ACTIONS: dict[Step, Callable[[ESMTPClient], None]] = {
     Step.FAIL_PLAINTEXT_AUTH: ESMTPClient._failPlaintextAuth,
     Step.FAIL_AUTH_REQUIRED: ESMTPClient._failAuthRequired,
 }
-

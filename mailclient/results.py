@@ -22,7 +22,9 @@ __all__ = [
     "recipientStatusFor",
 ]
 
-RecipientStatus = Literal["accepted", "deferred", "rejected", "not-attempted", "unknown"]
+RecipientStatus = Literal[
+    "accepted", "deferred", "rejected", "not-attempted", "unknown"
+]
 """
 The fate of one recipient:
 

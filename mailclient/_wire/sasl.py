@@ -196,7 +196,7 @@ class LoginMechanism:
         ]
         self._step = 0
 
-    def initialResponse(self) -> None:
+    def initialResponse(self) -> bytes | None:
         """
         @return: L{None}: LOGIN waits for the server's first challenge.
         """
@@ -236,7 +236,7 @@ class CramMD5Mechanism:
         self._password = _checkCredential(password, "", "password")
         self._answered = False
 
-    def initialResponse(self) -> None:
+    def initialResponse(self) -> bytes | None:
         """
         @return: L{None}: CRAM-MD5 waits for the server's challenge.
         """
@@ -340,7 +340,7 @@ def _fold(name: str) -> str:
     """
     Upper-case the ASCII letters of a mechanism name (and nothing else).
     """
-    return name.translate(_ASCII_UPPER)
+    return name.upper()
 
 
 def chooseMechanism(registered: Sequence[str], advertised: Iterable[str]) -> str | None:

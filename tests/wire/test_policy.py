@@ -12,16 +12,16 @@ import pytest
 
 from mailclient._wire.policy import SessionFacts, Step, TLSMode, nextStep
 
-_FLAGS = [
-    f.name for f in attrs.fields(SessionFacts) if f.name != "tlsMode"
-]
+_FLAGS = [f.name for f in attrs.fields(SessionFacts) if f.name != "tlsMode"]
 
 
 def _allFacts() -> list[SessionFacts]:
     combos = []
     for mode in TLSMode:
         for values in itertools.product((False, True), repeat=len(_FLAGS)):
-            combos.append(SessionFacts(tlsMode=mode, **dict(zip(_FLAGS, values, strict=True))))
+            combos.append(
+                SessionFacts(tlsMode=mode, **dict(zip(_FLAGS, values, strict=True)))
+            )
     return combos
 
 
@@ -121,13 +121,18 @@ def test_heloOnlyAfterRefusedEhlo() -> None:
     ("facts", "expected"),
     [
         # opportunistic, STARTTLS offered: upgrade
-        (SessionFacts(tlsMode=TLSMode.OPPORTUNISTIC, starttlsOffered=True), Step.STARTTLS),
+        (
+            SessionFacts(tlsMode=TLSMode.OPPORTUNISTIC, starttlsOffered=True),
+            Step.STARTTLS,
+        ),
         # opportunistic, not offered: continue in clear
         (SessionFacts(tlsMode=TLSMode.OPPORTUNISTIC), Step.PROCEED),
         # opportunistic, stripped, with optional credentials: no AUTH in clear
         (
             SessionFacts(
-                tlsMode=TLSMode.OPPORTUNISTIC, haveCredentials=True, mechanismAvailable=True
+                tlsMode=TLSMode.OPPORTUNISTIC,
+                haveCredentials=True,
+                mechanismAvailable=True,
             ),
             Step.PROCEED,
         ),
@@ -135,7 +140,9 @@ def test_heloOnlyAfterRefusedEhlo() -> None:
         (SessionFacts(tlsMode=TLSMode.STARTTLS), Step.FAIL_TLS_REQUIRED),
         # starttls, refused by the server: fail
         (
-            SessionFacts(tlsMode=TLSMode.STARTTLS, starttlsOffered=True, starttlsRefused=True),
+            SessionFacts(
+                tlsMode=TLSMode.STARTTLS, starttlsOffered=True, starttlsRefused=True
+            ),
             Step.FAIL_TLS_REQUIRED,
         ),
         # starttls done, credentials: authenticate
@@ -161,7 +168,9 @@ def test_heloOnlyAfterRefusedEhlo() -> None:
         ),
         # TLS, credentials, no common mechanism, optional: proceed
         (
-            SessionFacts(tlsMode=TLSMode.STARTTLS, tlsActive=True, haveCredentials=True),
+            SessionFacts(
+                tlsMode=TLSMode.STARTTLS, tlsActive=True, haveCredentials=True
+            ),
             Step.PROCEED,
         ),
         # authenticated: proceed
@@ -198,7 +207,10 @@ def test_heloOnlyAfterRefusedEhlo() -> None:
             Step.AUTHENTICATE,
         ),
         # required auth without credentials
-        (SessionFacts(tlsMode=TLSMode.NONE, requireAuthentication=True), Step.FAIL_AUTH_REQUIRED),
+        (
+            SessionFacts(tlsMode=TLSMode.NONE, requireAuthentication=True),
+            Step.FAIL_AUTH_REQUIRED,
+        ),
         # EHLO refused: HELO when it can serve
         (SessionFacts(tlsMode=TLSMode.OPPORTUNISTIC, ehloRefused=True), Step.HELO),
         (
@@ -207,22 +219,34 @@ def test_heloOnlyAfterRefusedEhlo() -> None:
         ),
         # EHLO refused, fallback disabled / TLS required / auth required
         (
-            SessionFacts(tlsMode=TLSMode.OPPORTUNISTIC, ehloRefused=True, heloFallback=False),
+            SessionFacts(
+                tlsMode=TLSMode.OPPORTUNISTIC, ehloRefused=True, heloFallback=False
+            ),
             Step.FAIL_EHLO_REFUSED,
         ),
-        (SessionFacts(tlsMode=TLSMode.STARTTLS, ehloRefused=True), Step.FAIL_EHLO_REFUSED),
+        (
+            SessionFacts(tlsMode=TLSMode.STARTTLS, ehloRefused=True),
+            Step.FAIL_EHLO_REFUSED,
+        ),
         (
             SessionFacts(
-                tlsMode=TLSMode.OPPORTUNISTIC, ehloRefused=True, requireAuthentication=True
+                tlsMode=TLSMode.OPPORTUNISTIC,
+                ehloRefused=True,
+                requireAuthentication=True,
             ),
             Step.FAIL_EHLO_REFUSED,
         ),
         # HELO session with required TLS: impossible
-        (SessionFacts(tlsMode=TLSMode.STARTTLS, extended=False), Step.FAIL_TLS_REQUIRED),
+        (
+            SessionFacts(tlsMode=TLSMode.STARTTLS, extended=False),
+            Step.FAIL_TLS_REQUIRED,
+        ),
         # mode none but TLS required by flag: still upgrades
         (
             SessionFacts(
-                tlsMode=TLSMode.NONE, requireTransportSecurity=True, starttlsOffered=True
+                tlsMode=TLSMode.NONE,
+                requireTransportSecurity=True,
+                starttlsOffered=True,
             ),
             Step.STARTTLS,
         ),

@@ -1,0 +1,282 @@
+"""
+Fixtures for real-reactor tests on 127.0.0.1: a throw-away PKI made with
+C{cryptography}, and Twisted's own ESMTP server listening with STARTTLS or
+implicit TLS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, PrivateCertificate
+from twisted.mail import smtp
+from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
+from zope.interface import implementer
+
+_KEY_PEM = serialization.Encoding.PEM
+
+
+@attrs.frozen
+class PKI:
+    """
+    A CA and a server certificate for C{localhost} and C{127.0.0.1}.
+    """
+
+    caPEM: bytes
+    serverPEM: bytes  # certificate + key
+    otherCaPEM: bytes  # a CA that did not sign the server certificate
+
+    @property
+    def ca(self) -> Certificate:
+        """
+        The CA, as a Twisted trust root.
+        """
+        return Certificate.loadPEM(self.caPEM)
+
+    @property
+    def otherCa(self) -> Certificate:
+        """
+        An unrelated CA, as a Twisted trust root.
+        """
+        return Certificate.loadPEM(self.otherCaPEM)
+
+    @property
+    def server(self) -> PrivateCertificate:
+        """
+        The server's certificate and key.
+        """
+        cert: PrivateCertificate = PrivateCertificate.loadPEM(self.serverPEM)
+        return cert
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _makeCA(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@pytest.fixture(scope="session")
+def pki() -> PKI:
+    """
+    Make a CA, a server certificate it signs, and an unrelated CA.
+    """
+    caKey, ca = _makeCA("mailclient test CA")
+    _, otherCa = _makeCA("some other CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("localhost"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(caKey.public_key()),
+            critical=False,
+        )
+        .sign(caKey, hashes.SHA256())
+    )
+    keyPEM = key.private_bytes(
+        _KEY_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return PKI(
+        caPEM=ca.public_bytes(_KEY_PEM),
+        serverPEM=cert.public_bytes(_KEY_PEM) + keyPEM,
+        otherCaPEM=otherCa.public_bytes(_KEY_PEM),
+    )
+
+
+@attrs.define
+class Received:
+    """
+    What the test server received: one entry per message and recipient.
+    """
+
+    messages: list[tuple[bytes, bytes, bytes]] = attrs.Factory(list)
+    tlsAtAuth: list[bool] = attrs.Factory(list)
+
+
+@implementer(smtp.IMessage)
+class _Message:
+    def __init__(self, received: Received, sender: bytes, rcpt: bytes) -> None:
+        self.received = received
+        self.sender = sender
+        self.rcpt = rcpt
+        self.lines: list[bytes] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def eomReceived(self) -> Deferred[bytes]:
+        self.received.messages.append(
+            (self.sender, self.rcpt, b"\r\n".join(self.lines) + b"\r\n")
+        )
+        return defer.succeed(b"2.0.0 Ok: queued as TESTQ1")
+
+    def connectionLost(self) -> None:
+        pass
+
+
+@implementer(smtp.IMessageDelivery)
+class _Delivery:
+    def __init__(self, received: Received) -> None:
+        self.received = received
+        self.sender = b""
+
+    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> None:
+        return None
+
+    def validateFrom(self, helo: Any, origin: smtp.Address) -> smtp.Address:
+        self.sender = bytes(origin)
+        return origin
+
+    def validateTo(self, user: smtp.User) -> Callable[[], _Message]:
+        if user.dest.local == b"reject":
+            raise smtp.SMTPBadRcpt(user)
+        rcpt = bytes(user.dest)
+        return lambda: _Message(self.received, self.sender, rcpt)
+
+
+@implementer(IRealm)
+class _Realm:
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        return smtp.IMessageDelivery, _Delivery(self.received), lambda: None
+
+
+class _Server(smtp.ESMTP):
+    """
+    Twisted's ESMTP server, refusing mail until authenticated when a portal
+    is set, and recording whether AUTH happened over TLS.
+    """
+
+    received: Received
+
+    def ext_AUTH(self, rest: bytes) -> None:
+        self.received.tlsAtAuth.append(bool(self.startedTLS))
+        super().ext_AUTH(rest)
+
+
+@attrs.define
+class TestServer:
+    __test__ = False
+    """
+    (Not a test class.)
+    A listening Twisted ESMTP server.
+    """
+
+    port: int
+    received: Received
+    listening: IListeningPort
+
+
+@pytest.fixture
+def startServer(pki: PKI) -> Iterator[Callable[..., Deferred[TestServer]]]:
+    """
+    Start Twisted's ESMTP server on 127.0.0.1 with C{tls="starttls"} or
+    C{"implicit"}, optionally requiring AUTH (user C{alice}, password
+    C{s3cret}).
+    """
+    from twisted.internet import reactor
+
+    ports: list[IListeningPort] = []
+
+    @defer.inlineCallbacks
+    def start(tls: str = "starttls", auth: bool = False) -> Any:
+        received = Received()
+        options = pki.server.options()
+
+        def build() -> _Server:
+            challengers = {b"LOGIN": LOGINCredentials, b"PLAIN": PLAINCredentials}
+            server = _Server(
+                chal=challengers if auth else None,
+                contextFactory=options if tls == "starttls" else None,
+            )
+            server.received = received
+            if auth:
+                checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"s3cret")
+                server.portal = Portal(_Realm(received), [checker])  # type: ignore[assignment]
+            else:
+                server.delivery = _Delivery(received)
+            server.host = b"localhost"
+            return server
+
+        factory = Factory.forProtocol(build)
+        if tls == "implicit":
+            endpoint: Any = SSL4ServerEndpoint(
+                reactor, 0, options, interface="127.0.0.1"
+            )
+        else:
+            endpoint = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+        port = yield endpoint.listen(factory)
+        ports.append(port)
+        return TestServer(port.getHost().port, received, port)
+
+    yield start
+    for p in ports:
+        p.stopListening()
