@@ -592,14 +592,15 @@ class ESMTPClient(LineReceiver):
         """
         Start AUTH with the strongest mechanism both sides support.
         """
-        name = chooseMechanism(
-            [m.name for m in self._authenticators], self.capabilities.authMechanisms
-        )
-        assert name is not None  # the policy said one is available
-        self._mechanism = next(m for m in self._authenticators if m.name == name)
+        mechanism = self._chooseMechanism()
+        assert mechanism is not None  # the policy said one is available
+        self._mechanism = mechanism
         self._enter(Phase.AUTH)
-        initial = self._mechanism.initialResponse()
-        self._sendCommand(commands.auth(name, initial), "AUTH", self.esmtpState_auth)
+        self._sendCommand(
+            commands.auth(mechanism.name, mechanism.initialResponse()),
+            "AUTH",
+            self.esmtpState_auth,
+        )
 
     def esmtpState_auth(self, reply: Reply) -> None:
         """
@@ -893,7 +894,9 @@ class ESMTPClient(LineReceiver):
 
     def _chooseMechanism(self) -> SASLMechanism | None:
         name = chooseMechanism(
-            [m.name for m in self._authenticators], self.capabilities.authMechanisms
+            [m.name for m in self._authenticators],
+            self.capabilities.authMechanisms,
+            tlsActive=self.tlsActive,
         )
         return next((m for m in self._authenticators if m.name == name), None)
 

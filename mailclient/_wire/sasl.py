@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 from mailclient.errors import CommandArgumentError, SMTPProtocolError
 
 __all__ = [
+    "CLEARTEXT_MECHANISM_STRENGTH",
     "MECHANISM_STRENGTH",
     "CramMD5Mechanism",
     "LoginMechanism",
@@ -38,12 +39,30 @@ MECHANISM_STRENGTH: tuple[str, ...] = (
     "SCRAM-SHA-256",
     "OAUTHBEARER",
     "XOAUTH2",
+    "PLAIN",
+    "LOGIN",
     "CRAM-MD5",
+)
+"""
+Mechanism names, strongest first, on a TLS-protected session;
+L{chooseMechanism} prefers earlier ones.  Under TLS, PLAIN is preferred to
+CRAM-MD5: the channel already protects the password, and CRAM-MD5 needs the
+server to keep a password equivalent and rests on MD5 (RFC 8314 and the
+move of CRAM-MD5 to historic).
+"""
+
+CLEARTEXT_MECHANISM_STRENGTH: tuple[str, ...] = (
+    "SCRAM-SHA-256",
+    "CRAM-MD5",
+    "OAUTHBEARER",
+    "XOAUTH2",
     "PLAIN",
     "LOGIN",
 )
 """
-Mechanism names, strongest first; L{chooseMechanism} prefers earlier ones.
+The ranking on a session without TLS (only when the caller allowed
+credentials in clear): mechanisms that do not reveal the password to an
+eavesdropper come first.
 """
 
 _REDACTED = "<redacted>"
@@ -340,10 +359,12 @@ def _fold(name: str) -> str:
     """
     Upper-case the ASCII letters of a mechanism name (and nothing else).
     """
-    return name.upper()
+    return name.translate(_ASCII_UPPER)
 
 
-def chooseMechanism(registered: Sequence[str], advertised: Iterable[str]) -> str | None:
+def chooseMechanism(
+    registered: Sequence[str], advertised: Iterable[str], *, tlsActive: bool = True
+) -> str | None:
     """
     Choose the mechanism to authenticate with.
 
@@ -351,6 +372,8 @@ def chooseMechanism(registered: Sequence[str], advertised: Iterable[str]) -> str
         registration order.
     @param advertised: the names the server advertised in its C{AUTH}
         capability.
+    @param tlsActive: whether the session is TLS-protected; selects
+        L{MECHANISM_STRENGTH} or L{CLEARTEXT_MECHANISM_STRENGTH}.
     @return: the strongest name in both (compared case-insensitively), with
         the spelling of C{registered}.  Known names rank by
         L{MECHANISM_STRENGTH}; unknown names rank below every known one, in
@@ -360,8 +383,9 @@ def chooseMechanism(registered: Sequence[str], advertised: Iterable[str]) -> str
     if isinstance(registered, str) or isinstance(advertised, str):
         raise TypeError("mechanism names must be given as a collection, not a str")
     offered = {_fold(name) for name in advertised}
+    ranking = MECHANISM_STRENGTH if tlsActive else CLEARTEXT_MECHANISM_STRENGTH
     ranked = [
-        (_rank(_fold(name)), index, name)
+        (_rank(_fold(name), ranking), index, name)
         for index, name in enumerate(registered)
         if _fold(name) in offered
     ]
@@ -370,14 +394,14 @@ def chooseMechanism(registered: Sequence[str], advertised: Iterable[str]) -> str
     return min(ranked)[2]
 
 
-def _rank(foldedName: str) -> int:
+def _rank(foldedName: str, ranking: tuple[str, ...]) -> int:
     """
-    The position of a mechanism name in L{MECHANISM_STRENGTH}; unknown names
-    come after every known one.
+    The position of a mechanism name in C{ranking}; unknown names come after
+    every known one.
     """
-    if foldedName in MECHANISM_STRENGTH:
-        return MECHANISM_STRENGTH.index(foldedName)
-    return len(MECHANISM_STRENGTH)
+    if foldedName in ranking:
+        return ranking.index(foldedName)
+    return len(ranking)
 
 
 def passwordMechanisms(username: str, password: str) -> list[SASLMechanism]:

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailclient._wire.sasl import (
+    CLEARTEXT_MECHANISM_STRENGTH,
     MECHANISM_STRENGTH,
     CramMD5Mechanism,
     LoginMechanism,
@@ -422,20 +423,43 @@ def test_strengthOrder() -> None:
         "SCRAM-SHA-256",
         "OAUTHBEARER",
         "XOAUTH2",
+        "PLAIN",
+        "LOGIN",
         "CRAM-MD5",
+    )
+    assert CLEARTEXT_MECHANISM_STRENGTH == (
+        "SCRAM-SHA-256",
+        "CRAM-MD5",
+        "OAUTHBEARER",
+        "XOAUTH2",
         "PLAIN",
         "LOGIN",
     )
 
 
 @pytest.mark.parametrize(
+    ("tlsActive", "expected"), [(True, "PLAIN"), (False, "CRAM-MD5")]
+)
+def test_chooseMechanismDependsOnTLS(tlsActive: bool, expected: str) -> None:
+    """
+    Under TLS PLAIN is preferred to CRAM-MD5 (the channel protects the
+    password); in clear, CRAM-MD5 is preferred because it does not reveal
+    the password to an eavesdropper.
+    """
+    registered = ["CRAM-MD5", "PLAIN", "LOGIN"]
+    advertised = ["LOGIN", "PLAIN", "CRAM-MD5"]
+    assert chooseMechanism(registered, advertised, tlsActive=tlsActive) == expected
+
+
+@pytest.mark.parametrize(
     ("registered", "advertised", "expected"),
     [
         (["PLAIN", "LOGIN"], ["LOGIN", "PLAIN"], "PLAIN"),
-        (["LOGIN", "PLAIN", "CRAM-MD5"], ["PLAIN", "LOGIN", "CRAM-MD5"], "CRAM-MD5"),
+        (["LOGIN", "PLAIN", "CRAM-MD5"], ["PLAIN", "LOGIN", "CRAM-MD5"], "PLAIN"),
+        (["LOGIN", "CRAM-MD5"], ["LOGIN", "CRAM-MD5"], "LOGIN"),
         (["LOGIN", "PLAIN", "CRAM-MD5"], ["PLAIN", "LOGIN"], "PLAIN"),
         (["LOGIN", "PLAIN"], ["LOGIN"], "LOGIN"),
-        (["CRAM-MD5", "XOAUTH2"], ["CRAM-MD5", "XOAUTH2"], "XOAUTH2"),
+        (["PLAIN", "XOAUTH2"], ["PLAIN", "XOAUTH2"], "XOAUTH2"),
         (["XOAUTH2", "OAUTHBEARER"], ["XOAUTH2", "OAUTHBEARER"], "OAUTHBEARER"),
         (
             ["OAUTHBEARER", "SCRAM-SHA-256"],
@@ -444,7 +468,8 @@ def test_strengthOrder() -> None:
         ),
         (["plain"], ["PLAIN"], "plain"),
         (["PLAIN"], ["plain"], "PLAIN"),
-        (["Cram-Md5", "PLAIN"], ["cram-md5", "plain"], "Cram-Md5"),
+        (["Cram-Md5", "LOGIN"], ["cram-md5", "plain", "login"], "LOGIN"),
+        (["Cram-Md5", "PLAIN"], ["cram-md5"], "Cram-Md5"),
         (["X-FOO", "LOGIN"], ["X-FOO", "LOGIN"], "LOGIN"),
         (["X-FOO", "X-BAR"], ["X-BAR", "X-FOO"], "X-FOO"),
         (["X-BAR", "X-FOO"], ["X-FOO", "X-BAR"], "X-BAR"),
