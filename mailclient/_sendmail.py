@@ -137,6 +137,10 @@ def _plan(
     endpoint: IStreamClientEndpoint | None,
     authenticators: Sequence[SASLMechanism] | None,
 ) -> _Plan:
+    if port is not None and (
+        not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
+    ):
+        raise errors.InvalidArgumentError("port", port, "expected an int 1-65535")
     if (username is None) != (password is None):
         raise errors.InvalidArgumentError(
             "username", username, "username and password go together"

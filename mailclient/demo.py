@@ -25,8 +25,9 @@ examples can run against the same server: it accepts mail for any address
 except the two refusing ones above, writes every accepted message into a
 Maildir-like folder (one file per recipient under C{new/}, holding the
 message exactly as the client sent it, without an added C{Received:}
-header), and can offer STARTTLS or implicit TLS with a throwaway
-certificate authority and require SMTP AUTH.
+header), answers with a queue id as a real MTA does, and can offer
+STARTTLS or implicit TLS with a throwaway certificate authority and require
+SMTP AUTH.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import io
 import ipaddress
 import itertools
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -130,6 +132,9 @@ class Delivery:
     @ivar path: the file in C{new/} that holds the message.
     @ivar username: the user the session authenticated as, or L{None}.
     @ivar tls: C{True} when the session was TLS-protected.
+    @ivar queueId: the id the receiver gave the message in its final reply
+        (C{"250 2.0.0 Ok: queued as QUEUEID"}); every copy of one message
+        has the same.
     """
 
     sender: str
@@ -137,6 +142,7 @@ class Delivery:
     path: str
     username: str | None
     tls: bool
+    queueId: str
 
     def read(self) -> bytes:
         """
@@ -257,18 +263,19 @@ class _MaildirMessage:
         """
         self._lines.append(line)
 
-    def eomReceived(self) -> Deferred[None]:
+    def eomReceived(self) -> Deferred[Delivery]:
         """
         Write the message, each line ended with CRLF, and record the
         delivery.
 
-        @return: a Deferred that has fired.
+        @return: a Deferred that has fired with the L{Delivery}.
         """
         data = b"".join(line + b"\r\n" for line in self._lines)
         self._lines = []
         path = self._receiver._writeMessage(data)
-        self._receiver.deliveries.append(attrs.evolve(self._delivery, path=path))
-        return defer.succeed(None)
+        delivery = attrs.evolve(self._delivery, path=path)
+        self._receiver.deliveries.append(delivery)
+        return defer.succeed(delivery)
 
     def connectionLost(self) -> None:
         """
@@ -298,6 +305,7 @@ class _MessageDelivery:
         self._receiver = receiver
         self._username = username
         self._mayMail = mayMail
+        self._queueId = ""
 
     def receivedHeader(
         self, helo: tuple[bytes, bytes], origin: Address, recipients: Sequence[User]
@@ -315,7 +323,8 @@ class _MessageDelivery:
 
     def validateFrom(self, helo: tuple[bytes, bytes], origin: Address) -> Address:
         """
-        Accept any sender, once authenticated when AUTH is required.
+        Accept any sender, once authenticated when AUTH is required, and
+        give the new transaction its queue id.
 
         @param helo: the client's HELO/EHLO argument and address.
         @param origin: the envelope sender.
@@ -325,6 +334,7 @@ class _MessageDelivery:
         """
         if not self._mayMail:
             raise SMTPServerError(530, "5.7.0 Authentication required")
+        self._queueId = secrets.token_hex(5).upper()
         return origin
 
     def validateTo(self, user: User) -> Callable[[], _MaildirMessage]:
@@ -357,6 +367,7 @@ class _MessageDelivery:
             path="",
             username=self._username,
             tls=bool(getattr(user.protocol, "tlsActive", False)),
+            queueId=self._queueId,
         )
         return lambda: _MaildirMessage(self._receiver, delivery)
 
@@ -400,7 +411,10 @@ class _Realm:
 class _ReceiverESMTP(ESMTP):
     """
     Twisted's ESMTP server, advertising 8BITMIME (it passes octets through
-    unchanged) and telling the receiver when a connection ends.
+    unchanged), answering the end of the data with a queue id, and telling
+    the receiver when a connection starts and ends.
+
+    @ivar lost: fires when the connection has ended.
     """
 
     noisy = False
@@ -438,6 +452,20 @@ class _ReceiverESMTP(ESMTP):
         """
         return bool(self.startedTLS) or self._receiver.tls == "implicit"
 
+    def _messageHandled(self, resultList: list[tuple[bool, object]]) -> None:
+        """
+        Answer the end of the data as a queueing MTA does, with
+        C{"250 2.0.0 Ok: queued as QUEUEID"}, when every copy was stored;
+        else as Twisted does.
+
+        @param resultList: what each copy's C{eomReceived} fired with.
+        """
+        ids = {r.queueId for ok, r in resultList if ok and isinstance(r, Delivery)}
+        if len(ids) == 1 and all(ok for ok, _ in resultList):
+            self.sendCode(250, f"2.0.0 Ok: queued as {ids.pop()}".encode("ascii"))
+            return
+        super()._messageHandled(resultList)
+
     def extensions(self) -> dict[bytes, list[bytes] | None]:
         """
         Twisted's extensions (C{AUTH}, C{STARTTLS}) plus C{8BITMIME}.
@@ -451,6 +479,7 @@ class _ReceiverESMTP(ESMTP):
         Greet the client and register the session with the receiver.
         """
         super().connectionMade()
+        self._receiver.sessionCount += 1
         self._receiver._sessions.add(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -494,8 +523,9 @@ class LoopbackReceiver:
     C{550 5.1.1}) and C{tempfail@...} (refused with C{450 4.2.1}), writes
     each accepted message once per recipient into C{new/} under
     L{directory} (exactly the bytes the client sent, un-dot-stuffed, with
-    CRLF line ends and no added header), and records each in
-    L{deliveries}.
+    CRLF line ends and no added header), records each in L{deliveries},
+    and answers the end of the data with C{"250 2.0.0 Ok: queued as
+    QUEUEID"}.
 
     Usage::
 
@@ -519,6 +549,7 @@ class LoopbackReceiver:
         offers C{AUTH CRAM-MD5 PLAIN LOGIN} and refuses C{MAIL FROM} with
         C{530 5.7.0} until the session has authenticated.
     @ivar deliveries: every L{Delivery} so far, in order.
+    @ivar sessionCount: how many connections it has accepted so far.
     """
 
     def __init__(
@@ -559,6 +590,7 @@ class LoopbackReceiver:
         self.credentials: dict[str, str] = dict(credentials or {})
         self.port: int | None = None
         self.deliveries: list[Delivery] = []
+        self.sessionCount = 0
         self._listening: IListeningPort | None = None
         self._sessions: set[_ReceiverESMTP] = set()
         self._counter = itertools.count(1)
@@ -710,7 +742,7 @@ def _report(result: SendResult, out: Callable[[str], None]) -> None:
     if reply is None:
         out("final reply  - (no message data was sent)")
     else:
-        out(f"final reply  {reply.code} {reply.text}")
+        out(f"final reply  {reply}")
     if result.queueId is not None:
         out(f"queue id     {result.queueId}")
 

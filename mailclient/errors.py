@@ -277,7 +277,7 @@ class SMTPTimeoutError(SMTPLifecycleError):
     The server did not answer in time.
 
     @ivar phase: what we were waiting for (C{"greeting"}, C{"MAIL"},
-        C{"RCPT"}, C{"DATA"}, C{"data-block"}, C{"final-reply"}, ...).
+        C{"RCPT"}, C{"DATA"}, C{"data-block"}, C{"END-OF-DATA"}, ...).
     @ivar seconds: the timeout that expired.
     @ivar result: the partial L{mailclient.SendResult} when a message was in
         flight (recipients whose fate is unknown say so), else L{None}.

@@ -298,14 +298,26 @@ class ESMTPClient(LineReceiver):
             C{"opportunistic"}, C{"none"}).
         @param tlsOptions: the client TLS options for STARTTLS (what
             L{twisted.internet.ssl.optionsForClientTLS} returns); required
-            for STARTTLS.
+            with C{tls="starttls"}.  Without them an opportunistic session
+            does not try STARTTLS.
+        @raise InvalidArgumentError: for a bad C{heloName}, C{tls} value, or
+            C{tls="starttls"} without C{tlsOptions}.
         @param quitWhenIdle: send QUIT as soon as the message queue is empty.
         """
         self.clock = clock
         self.heloName = (
             commands.validateHeloName(heloName) if heloName is not None else None
         )
-        self.tlsMode = TLSMode(tls)
+        try:
+            self.tlsMode = TLSMode(tls)
+        except ValueError:
+            raise errors.InvalidArgumentError(
+                "tls", tls, "expected implicit, starttls, opportunistic or none"
+            ) from None
+        if self.tlsMode is TLSMode.STARTTLS and tlsOptions is None:
+            raise errors.InvalidArgumentError(
+                "tlsOptions", None, 'tls="starttls" needs the client TLS options'
+            )
         self.tlsOptions = tlsOptions
         self.requireTransportSecurity = requireTransportSecurity
         self.requireAuthentication = requireAuthentication
@@ -579,11 +591,6 @@ class ESMTPClient(LineReceiver):
                 "reply to STARTTLS (possible command injection)"
             )
             return
-        if self.tlsOptions is None:
-            self._fail(
-                errors.TLSRequiredError("STARTTLS accepted but no tlsOptions given")
-            )
-            return
         self.transport.startTLS(self.tlsOptions)  # type: ignore[union-attr]
         self.capabilities = Capabilities.empty()
         self._sendEHLO()
@@ -788,6 +795,10 @@ class ESMTPClient(LineReceiver):
         sender = commands.validateAddress(fromAddress, "fromAddress", allowEmpty=True)
         if isinstance(toAddresses, str | bytes):
             toAddresses = [toAddresses]
+        elif not isinstance(toAddresses, Iterable):
+            raise errors.InvalidArgumentError(
+                "toAddresses", toAddresses, "expected an address or a list of them"
+            )
         recipients = tuple(
             commands.validateAddress(a, "toAddress") for a in toAddresses
         )
@@ -883,7 +894,7 @@ class ESMTPClient(LineReceiver):
             ehloRefused=self._ehloRefused,
             heloFallback=self.heloFallback,
             extended=self._extended,
-            starttlsOffered=self.capabilities.starttls,
+            starttlsOffered=self.capabilities.starttls and self.tlsOptions is not None,
             starttlsRefused=self._starttlsRefused,
             haveCredentials=bool(self._authenticators),
             mechanismAvailable=self._chooseMechanism() is not None,
@@ -917,6 +928,8 @@ class ESMTPClient(LineReceiver):
     def _failTLSRequired(self) -> None:
         if self._starttlsRefused:
             why = f"the server refused STARTTLS ({self._lastRefusal})"
+        elif self.tlsOptions is None:
+            why = "no tlsOptions were given for STARTTLS"
         elif not self._extended:
             why = "the server does not support EHLO, so STARTTLS is impossible"
         else:
@@ -1025,8 +1038,12 @@ class ESMTPClient(LineReceiver):
             a: tx.results.get(a) or attrs.evolve(notAttempted, address=a)
             for a in tx.recipients
         }
+        # A message that never began shares the negotiation's transcript (all
+        # of it when the session failed before it was ready).
         transcript = (
-            self._transcript if tx.begun else self._transcript[: self._negotiationEnd]
+            self._transcript
+            if tx.begun or not self._negotiationEnd
+            else self._transcript[: self._negotiationEnd]
         )
         return SendResult(
             sender=tx.sender,

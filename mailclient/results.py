@@ -131,8 +131,9 @@ class SendResult:
         no data was sent.
     @ivar session: the L{SessionInfo} of the connection that carried it.
     @ivar transcript: the session transcript with AUTH payloads redacted.
-    @ivar timings: seconds since the send started, per step (C{"connected"},
-        C{"ready"}, C{"mail"}, C{"data"}, C{"done"}).
+    @ivar timings: seconds since the message's turn on the connection came,
+        per step reached: C{"mail"} (MAIL accepted), C{"data"} (354
+        received), C{"done"} (final reply received).
     @ivar attempts: how many connections were tried (retries before any data
         was sent add to it).
     """

@@ -44,7 +44,7 @@ import ssl
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -107,7 +107,9 @@ class MaildirHandler:
             and hmac.compare_digest(authData.password, self.password)
         )
         return AuthResult(
-            success=good, handled=False, auth_data=self.username.decode() if good else None
+            success=good,
+            handled=False,
+            auth_data=self.username.decode() if good else None,
         )
 
     async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
@@ -156,7 +158,8 @@ class MaildirHandler:
         if refusal is not None:
             return refusal
         envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.append(rcptOptions)
+        # one list of parameters per accepted recipient
+        cast(list[Any], envelope.rcpt_options).append(rcptOptions)
         return "250 2.1.5 Ok"
 
     async def handle_DATA(
@@ -168,10 +171,14 @@ class MaildirHandler:
         data = envelope.original_content or b""
         queueId = secrets.token_hex(5).upper()
         tlsInfo = None
-        sslObject = server.transport.get_extra_info("ssl_object") if server.transport else None
+        sslObject = (
+            server.transport.get_extra_info("ssl_object") if server.transport else None
+        )
         if sslObject is not None:
             tlsInfo = {"version": sslObject.version(), "cipher": sslObject.cipher()[0]}
-        sockname = server.transport.get_extra_info("sockname") if server.transport else None
+        sockname = (
+            server.transport.get_extra_info("sockname") if server.transport else None
+        )
         for index, recipient in enumerate(envelope.rcpt_tos):
             name = f"{time.time_ns()}.P{os.getpid()}Q{next(self.sequence)}.{queueId}"
             record = {
@@ -225,7 +232,7 @@ async def serve(options: argparse.Namespace) -> None:
         "enable_SMTPUTF8": True,
         "authenticator": handler.authenticator,
     }
-    listeners = {
+    listeners: dict[int, tuple[dict[str, Any], ssl.SSLContext | None]] = {
         # STARTTLS optional; AUTH allowed without TLS (a client's own
         # refusal to send credentials in clear can be tested here)
         options.smtp_port: ({"tls_context": context, "auth_require_tls": False}, None),
@@ -241,7 +248,10 @@ async def serve(options: argparse.Namespace) -> None:
         # Implicit TLS: aiosmtpd only counts STARTTLS as TLS for
         # auth_require_tls, so it must be off here; no tls_context, so
         # STARTTLS is not offered inside TLS.
-        options.smtps_port: ({"auth_required": True, "auth_require_tls": False}, context),
+        options.smtps_port: (
+            {"auth_required": True, "auth_require_tls": False},
+            context,
+        ),
     }
     servers = []
     for port, (settings, socketTLS) in listeners.items():

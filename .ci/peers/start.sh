@@ -443,7 +443,7 @@ for peer in "${peers[@]}"; do
       PEER=$peer started=$(date +%s%N)
       # a subshell per peer: one failing (die) does not stop the others
       if ( "start_$peer" ); then
-        note "$peer up in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+        note "ready in $(( ($(date +%s%N) - started) / 1000000 )) ms"
       else
         status=1
       fi ;;
