@@ -72,8 +72,14 @@ class ESMTPSenderFactory(ClientFactory):
             self.client.registerAuthenticator(mechanism)
         self._built = False
         inner = self.client.send(fromAddress, toAddresses, message)
-        self.deferred: Deferred[SendResult] = Deferred(lambda _: inner.cancel())
+        self.deferred: Deferred[SendResult] = Deferred(self._cancel)
         inner.chainDeferred(self.deferred)
+
+    def _cancel(self, _: Deferred[SendResult]) -> None:
+        """
+        The caller cancelled: abort the connection, whatever the phase.
+        """
+        self.client.abort(errors.SendCancelledError(self.client.phase.value))
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
         """

@@ -72,6 +72,16 @@ class MailClientError(Exception):
     transcript: tuple[tuple[str, str], ...] = ()
     result: SendResult | None = None
 
+    def __copy__(self) -> MailClientError:
+        """
+        A copy with the same message and attributes (each queued message of
+        a failed session gets its own copy, with its own C{result}).
+        """
+        new = type(self).__new__(type(self))
+        new.args = self.args
+        new.__dict__.update(self.__dict__)
+        return new
+
     def withTranscript(
         self, transcript: tuple[tuple[str, str], ...]
     ) -> MailClientError:

@@ -390,7 +390,9 @@ class ESMTPClient(LineReceiver):
         except errors.MailClientError as e:
             return fail(e)
         if self._failure is not None:
-            return fail(self._failure)
+            error = copy.copy(self._failure)
+            error.result = self._result(transaction)
+            return fail(error)
         if self.phase in (Phase.QUIT, Phase.CLOSED) or self._quitRequested:
             return fail(errors.ConnectionLostError("send", "the session is closing"))
         self._queue.append(transaction)
@@ -518,6 +520,7 @@ class ESMTPClient(LineReceiver):
         if self._expected:
             self._startTimer(self._expected[0].verb)
         if reply.code == 421 and expectation.verb != "QUIT":
+            self._recordClosing(expectation.verb, reply)
             self._fail(errors.ServerRefusedSessionError(expectation.verb, reply))
             return
         allowed = _SUCCESS.get(expectation.verb, frozenset())
@@ -822,7 +825,7 @@ class ESMTPClient(LineReceiver):
         if tx.done:
             return
         if tx is not self._current:
-            self._queue.remove(tx)
+            self._queue.remove(tx)  # not done, not current: still queued
             tx.done = True
             tx.deferred.errback(errors.SendCancelledError("queued"))
             return
@@ -930,8 +933,6 @@ class ESMTPClient(LineReceiver):
             why = f"the server refused STARTTLS ({self._lastRefusal})"
         elif self.tlsOptions is None:
             why = "no tlsOptions were given for STARTTLS"
-        elif not self._extended:
-            why = "the server does not support EHLO, so STARTTLS is impossible"
         else:
             why = "the server does not offer STARTTLS"
         self._fail(errors.TLSRequiredError(f"TLS is required but {why}"))
@@ -948,8 +949,6 @@ class ESMTPClient(LineReceiver):
     def _failAuthRequired(self) -> None:
         if not self._authenticators:
             why = "no credentials were given"
-        elif not self._extended:
-            why = "the server does not support EHLO, so AUTH is impossible"
         elif not self.capabilities.authMechanisms:
             why = "the server does not offer AUTH"
         else:
@@ -1067,6 +1066,25 @@ class ESMTPClient(LineReceiver):
         if self.phase is Phase.READY:
             self._nextTransaction()
 
+    def _recordClosing(self, verb: str, reply: Reply) -> None:
+        """
+        A 421 answered C{verb}: it decides the recipients it concerns (they
+        are deferred, not of unknown fate: the server said no).
+        """
+        tx = self._current
+        if tx is None:
+            return
+        if verb == "MAIL":
+            for address in tx.recipients:
+                tx.results[address] = RecipientResult.fromReply(address, reply, verb)
+        elif verb == "RCPT":
+            address = tx.pendingRcpt[0]
+            tx.results[address] = RecipientResult.fromReply(address, reply, verb)
+        else:
+            if verb == "END-OF-DATA":
+                tx.reply = reply
+            self._decideAccepted(tx, reply, verb)
+
     def _interrupted(self, tx: _Transaction, why: str) -> None:
         """
         Record what is known of each recipient accepted at RCPT when the
@@ -1101,21 +1119,21 @@ class ESMTPClient(LineReceiver):
         self.phase = Phase.CLOSED
         tx = self._current
         self._current = None
-        pending = ([tx] if tx is not None else []) + list(self._queue)
+        pending = [t for t in ([tx] if tx else []) + list(self._queue) if not t.done]
         self._queue.clear()
-        first = True
+        if tx is not None:
+            self._interrupted(tx, type(error).__name__)
+        error.withTranscript(self.transcript)
+        # Mark every message done before firing any Deferred: a callback may
+        # cancel or queue another one.
         for t in pending:
-            if t.done:
-                continue
             t.done = True
-            e = error if first else copy.copy(error)
-            first = False
-            if t is tx:
-                self._interrupted(t, type(error).__name__)
+        for index, t in enumerate(pending):
+            e = error if index == 0 else copy.copy(error)
             e.result = self._result(t)
-            t.deferred.errback(e.withTranscript(e.result.transcript))
-        if first:
-            error.withTranscript(self.transcript)
+            e.withTranscript(e.result.transcript)
+            if not t.deferred.called:
+                t.deferred.errback(e)
         if self.transport is None or self._lost or wasPhase is Phase.CONNECTING:
             return
         if polite and wasPhase is not Phase.BODY:
@@ -1126,8 +1144,8 @@ class ESMTPClient(LineReceiver):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _quitDone(self) -> None:
-        d, self._quitRequested = self._quitRequested, None
-        if d is not None:
+        d = self._quitRequested
+        if d is not None and not d.called:
             d.callback(None)
 
 

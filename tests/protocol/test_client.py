@@ -414,8 +414,9 @@ class TestHeloName:
         """
         An unknown TLS mode is refused when the client is made.
         """
-        with pytest.raises(ValueError):
+        with pytest.raises(errors.InvalidArgumentError) as info:
             ESMTPClient(clock=Clock(), tls="sometimes")
+        assert info.value.argument == "tls"
 
     def test_defaultFullyQualifiedHostName(
         self, monkeypatch: pytest.MonkeyPatch
@@ -601,27 +602,31 @@ class TestSTARTTLS:
         serverSays(client, *EHLO_STARTTLS)
         assert transport.value() == b"MAIL FROM:<alice@example.com>\r\n"
 
-    def test_acceptedWithoutOptions(self) -> None:
+    def test_starttlsNeedsOptions(self) -> None:
         """
-        STARTTLS accepted but no tlsOptions to start TLS with: the session
-        fails with L{errors.TLSRequiredError}; nothing is sent in clear.
+        C{tls="starttls"} without tlsOptions is refused when the client is
+        made: the upgrade could never happen.
         """
-        client = newClient(tls="starttls")
+        with pytest.raises(errors.InvalidArgumentError) as info:
+            ESMTPClient(clock=Clock(), tls="starttls")
+        assert info.value.argument == "tlsOptions"
+
+    def test_requiredWithoutOptions(self) -> None:
+        """
+        TLS required (C{requireTransportSecurity}) but no tlsOptions: an
+        offered STARTTLS cannot be used, so the session fails with
+        L{errors.TLSRequiredError} saying so; nothing else is sent.
+        """
+        client = newClient(tls="opportunistic", requireTransportSecurity=True)
         transport = connectClient(client, RecordingTransport(startTLS=True))
         outcome = send(client)
-        serverSays(client, GREETING, *EHLO_STARTTLS)
+        serverSays(client, GREETING)
         transport.clear()
-        serverSays(client, b"220 go ahead")
+        serverSays(client, *EHLO_STARTTLS)
         error = outcome.error(errors.TLSRequiredError)
         assert "no tlsOptions" in str(error)
-        assert transport.tlsStarts == []
         assert transport.value() == b"QUIT\r\n"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: opportunistic mode without tlsOptions sends STARTTLS and "
-        "then fails the session on the 220 (protocol.py esmtpState_starttls)",
-    )
     def test_opportunisticWithoutOptionsStaysClear(self) -> None:
         """
         Opportunistic TLS (the default mode) without tlsOptions cannot
@@ -632,7 +637,10 @@ class TestSTARTTLS:
         transport = connectClient(client, RecordingTransport(startTLS=True))
         outcome = send(client)
         serverSays(client, GREETING, *EHLO_STARTTLS)
-        assert transport.value().endswith(b"MAIL FROM:<alice@example.com>\r\n")
+        assert transport.value() == (
+            b"EHLO client.example\r\nMAIL FROM:<alice@example.com>\r\n"
+        )
+        assert transport.tlsStarts == []
         assert not outcome.called
 
     def test_implicitTLS(self) -> None:
@@ -1292,11 +1300,6 @@ class TestTransaction:
         assert transport.value() == b"QUIT\r\n"
         assert client.phase is Phase.CLOSED
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: a 421 reply to the end of data marks the recipients "
-        "'unknown' as if no reply came (protocol.py _interrupted via _fail)",
-    )
     def test_421ToFinalDotIsADeferral(self) -> None:
         """
         421 in answer to the end of the data is an answer: the message was
@@ -1442,25 +1445,6 @@ class TestTimeouts:
         assert (error.phase, error.seconds) == (phase, seconds)
         assert transport.aborted and transport.value() == b""
         assert not clock.getDelayedCalls()
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: the final-reply timeout says phase 'END-OF-DATA'; errors.py "
-        "documents 'final-reply' (protocol.py Timeouts.forPhase / _expect)",
-    )
-    def test_finalReplyTimeoutPhaseName(self) -> None:
-        """
-        The timeout waiting for the final reply names the phase as
-        L{errors.SMTPTimeoutError} documents it, C{"final-reply"} (the
-        name L{errors.ConnectionLostError} uses for the same wait).
-        """
-        clock = Clock()
-        client = newClient(clock)
-        ready(client)
-        outcome = send(client)
-        serverSays(client, b"250 ok", b"250 ok", b"354 go")
-        clock.advance(600)
-        assert outcome.error(errors.SMTPTimeoutError).phase == "final-reply"
 
     def test_commandTimeouts(self) -> None:
         """
@@ -1674,16 +1658,6 @@ class TestConnectionLost:
         assert send(client).error(errors.ConnectionLostError).phase == "ready"
 
 
-_COPY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _fail gives each further queued message copy.copy(error), "
-    "which raises TypeError for errors whose __init__ takes several "
-    "arguments (ConnectionLostError, SMTPTimeoutError, SMTPReplyError "
-    "subclasses, InvalidArgumentError subclasses) and doubles the message "
-    "of SendCancelledError/TLSHandshakeError (protocol.py _fail)",
-)
-
-
 def _lose(client: ESMTPClient, clock: Clock, d: Any) -> None:
     client.connectionLost(Failure(ConnectionLost("reset")))
 
@@ -1713,11 +1687,11 @@ class TestSessionFailure:
         ("trigger", "kind"),
         [
             (_sayGarbage, errors.SMTPProtocolError),
-            pytest.param(_lose, errors.ConnectionLostError, marks=_COPY_BUG),
-            pytest.param(_timeOut, errors.SMTPTimeoutError, marks=_COPY_BUG),
-            pytest.param(_say421, errors.ServerRefusedSessionError, marks=_COPY_BUG),
-            pytest.param(_cancelFirst, errors.SendCancelledError, marks=_COPY_BUG),
-            pytest.param(_failHandshake, errors.TLSHandshakeError, marks=_COPY_BUG),
+            pytest.param(_lose, errors.ConnectionLostError),
+            pytest.param(_timeOut, errors.SMTPTimeoutError),
+            pytest.param(_say421, errors.ServerRefusedSessionError),
+            pytest.param(_cancelFirst, errors.SendCancelledError),
+            pytest.param(_failHandshake, errors.TLSHandshakeError),
         ],
     )
     def test_failureFiresEveryMessage(
@@ -1837,11 +1811,6 @@ class TestCancel:
         outcome.value()
         assert not transport.disconnecting
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: cancelling a queued send from another send's errback while "
-        "the session fails raises ValueError (protocol.py _cancel: deque.remove)",
-    )
     def test_cancelQueuedFromErrback(self) -> None:
         """
         When the session fails, a caller may cancel another queued message
@@ -1987,12 +1956,6 @@ class TestSession:
         client.connectionLost(Failure(ConnectionDone()))
         assert Outcome(client.quit()).value() is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: quit() after a session failure fires at once, then "
-        "connectionLost fires it again: AlreadyCalledError (protocol.py "
-        "quit / _quitDone)",
-    )
     def test_quitAfterFailureThenConnectionLost(self) -> None:
         """
         C{quit()} called after the session failed but before the connection
@@ -2064,12 +2027,6 @@ class TestSession:
         assert not client.tlsActive
         assert client.sessionInfo().greeting is None
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: send() after a session failure fails with the very error "
-        "object of an earlier message, whose .result describes that other "
-        "message (protocol.py send: fail(self._failure))",
-    )
     def test_sendAfterFailureHasOwnResult(self) -> None:
         """
         A message sent after the session failed gets an error whose result
@@ -2368,12 +2325,6 @@ class TestMessage:
         send(client)
         assert transport.value() == b"MAIL FROM:<alice@example.com>\r\n"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: send() raises TypeError synchronously when toAddresses is "
-        "not iterable, e.g. None (protocol.py _newTransaction iterates it "
-        "outside any check)",
-    )
     @pytest.mark.parametrize("to", [None, 42])
     def test_nonIterableRecipientsFailDeferred(self, to: Any) -> None:
         """

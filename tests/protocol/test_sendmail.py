@@ -186,7 +186,7 @@ class TestFactory:
         )
         outcome = Outcome(factory.deferred)
         factory.deferred.cancel()
-        assert outcome.error(errors.SendCancelledError).phase == "queued"
+        assert outcome.error(errors.SendCancelledError).phase == "connecting"
 
     def test_cancelWhileSending(self) -> None:
         """
@@ -208,13 +208,6 @@ class TestFactory:
         assert outcome.error(errors.SendCancelledError).phase == "RCPT"
         assert transport.aborted
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG: cancelling ESMTPSenderFactory.deferred before the session "
-        "is ready only dequeues the message; the connection stays up and the "
-        "client goes on to AUTH (sending credentials) before QUIT "
-        "(_sendmail.py ESMTPSenderFactory.__init__ canceller)",
-    )
     def test_cancelWhileNegotiatingAborts(self) -> None:
         """
         As documented, cancelling the factory's Deferred aborts the
@@ -253,6 +246,10 @@ class TestArguments:
             ({"password": "p"}, "username"),
             ({"username": b"\xffu", "password": "p"}, "username"),
             ({"username": 7, "password": "p"}, "username"),
+            ({"port": 0}, "port"),
+            ({"port": 65536}, "port"),
+            ({"port": "25"}, "port"),
+            ({"port": True}, "port"),
             ({"retries": -1}, "retries"),
             ({"retries": 1.5}, "retries"),
             ({"endpoint": None}, "smtphost"),
