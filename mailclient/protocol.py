@@ -226,7 +226,6 @@ class _Transaction:
     pendingRcpt: deque[str] = attrs.Factory(deque)
     reply: Reply | None = None
     begun: bool = False
-    dataSent: bool = False
     finalSent: bool = False
     done: bool = False
     started: float = 0.0
@@ -337,7 +336,6 @@ class ESMTPClient(LineReceiver):
         self._queue: deque[_Transaction] = deque()
         self._current: _Transaction | None = None
         self._timer: IDelayedCall | None = None
-        self._timerPhase = ""
         self._transcript: list[tuple[str, str]] = []
         self._negotiationEnd = 0
         self._extended = True
@@ -710,7 +708,6 @@ class ESMTPClient(LineReceiver):
         self._encoder = DataEncoder()
         self._bodyOctets = 0
         self._lookahead = b""
-        tx.dataSent = True
         self.dataStarted = True
         self.transport.registerProducer(self, False)  # type: ignore[union-attr]
         self.resumeProducing()
@@ -755,7 +752,13 @@ class ESMTPClient(LineReceiver):
                 polite=False,
             )
             return
-        if not self.capabilities.eightBitMIME and not chunk.isascii():
+        # Only a file's 8-bitness is unknown up front; bytes were checked
+        # before MAIL.
+        if (
+            tx.source.eightBit is None
+            and not self.capabilities.eightBitMIME
+            and not chunk.isascii()
+        ):
             self._fail(
                 errors.UnsupportedFeatureError(
                     "message",

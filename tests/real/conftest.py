@@ -6,17 +6,11 @@ implicit TLS.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
@@ -29,124 +23,34 @@ from twisted.mail import smtp
 from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
 from zope.interface import implementer
 
-_KEY_PEM = serialization.Encoding.PEM
+from mailclient.demo import generateCertificates
 
 
 @attrs.frozen
 class PKI:
     """
-    A CA and a server certificate for C{localhost} and C{127.0.0.1}.
+    A CA and a server certificate for C{localhost} and C{127.0.0.1}, and an
+    unrelated CA.
+
+    @ivar ca: the CA that signed the server certificate, as a trust root.
+    @ivar otherCa: a CA that did not sign it.
+    @ivar server: the server's certificate and key.
     """
 
-    caPEM: bytes
-    serverPEM: bytes  # certificate + key
-    otherCaPEM: bytes  # a CA that did not sign the server certificate
-
-    @property
-    def ca(self) -> Certificate:
-        """
-        The CA, as a Twisted trust root.
-        """
-        return Certificate.loadPEM(self.caPEM)
-
-    @property
-    def otherCa(self) -> Certificate:
-        """
-        An unrelated CA, as a Twisted trust root.
-        """
-        return Certificate.loadPEM(self.otherCaPEM)
-
-    @property
-    def server(self) -> PrivateCertificate:
-        """
-        The server's certificate and key.
-        """
-        cert: PrivateCertificate = PrivateCertificate.loadPEM(self.serverPEM)
-        return cert
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _makeCA(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
+    ca: Certificate
+    otherCa: Certificate
+    server: PrivateCertificate
 
 
 @pytest.fixture(scope="session")
 def pki() -> PKI:
     """
-    Make a CA, a server certificate it signs, and an unrelated CA.
+    Make a CA, a server certificate it signs, and an unrelated CA (the
+    demo's generator, which the demo's own tests also exercise).
     """
-    caKey, ca = _makeCA("mailclient test CA")
-    _, otherCa = _makeCA("some other CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(caKey.public_key()),
-            critical=False,
-        )
-        .sign(caKey, hashes.SHA256())
-    )
-    keyPEM = key.private_bytes(
-        _KEY_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return PKI(
-        caPEM=ca.public_bytes(_KEY_PEM),
-        serverPEM=cert.public_bytes(_KEY_PEM) + keyPEM,
-        otherCaPEM=otherCa.public_bytes(_KEY_PEM),
-    )
+    ca, server = generateCertificates("localhost")
+    otherCa, _ = generateCertificates("localhost")
+    return PKI(ca=ca, otherCa=otherCa, server=server)
 
 
 @attrs.define
