@@ -106,7 +106,7 @@ class Phase(enum.Enum):
     RCPT = "RCPT"
     DATA = "DATA"
     BODY = "data-block"
-    FINAL = "final-reply"
+    FINAL = "END-OF-DATA"
     QUIT = "QUIT"
     CLOSED = "closed"
 

@@ -1588,7 +1588,7 @@ LOSS_STEPS: list[tuple[tuple[bytes, ...], str, list[str]]] = [
     ),
     (
         (GREETING, *EHLO_REPLY, b"250 ok", b"250 ok", b"550 no", b"354 go"),
-        "final-reply",
+        "END-OF-DATA",
         ["unknown", "rejected"],
     ),
 ]
