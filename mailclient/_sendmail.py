@@ -120,7 +120,6 @@ class _Plan:
     """
 
     endpoint: IStreamClientEndpoint
-    tlsMode: TLSMode
     clientOptions: dict[str, Any]
     authenticators: tuple[SASLMechanism, ...]
 
@@ -204,15 +203,15 @@ def _plan(
         "heloFallback": heloFallback,
         "timeouts": Timeouts().capped(timeout),
     }
-    return _Plan(endpoint, mode, clientOptions, mechanisms)
+    return _Plan(endpoint, clientOptions, mechanisms)
 
 
-def _retryable(error: BaseException, client: ESMTPClient | None) -> bool:
+def _retryable(error: BaseException, client: ESMTPClient) -> bool:
     """
     Whether a failed attempt may be tried again: only failures before any
     message data was sent, and only transient ones.
     """
-    if client is not None and client.dataStarted:
+    if client.dataStarted:
         return False
     if isinstance(error, errors.SMTPConnectError):
         return True
