@@ -39,7 +39,7 @@ import pytest_twisted
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 
-from mailclient import SendResult
+from mailclient import SendResult, sendmail
 from mailclient.errors import SendFailedError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -201,6 +201,27 @@ class Peer:
         The implicit-TLS port: AUTH required.
         """
         return self.ports["smtps"]
+
+    async def submit(
+        self, recipients: list[str], message: bytes, sender: str = "sender@example.com"
+    ) -> SendResult:
+        """
+        Send over the submission port: STARTTLS verified against the test
+        CA, then AUTH with the peer's credentials; no retries.
+        """
+        return await sendmail(
+            self.host,
+            sender,
+            recipients,
+            message,
+            port=self.submissionPort,
+            username=self.username,
+            password=self.password,
+            tls="starttls",
+            tlsOptions=self.tlsOptions(),
+            timeout=10.0,
+            retries=0,
+        )
 
     def tlsOptions(
         self, hostname: str | None = None, trusted: bool = True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailclient import SendResult, sendmail
+from mailclient import sendmail
 from mailclient.errors import (
     AuthenticationFailedError,
     MessageRefusedError,
@@ -31,28 +31,6 @@ def _emptyMaildir(aiosmtpd_peer: Peer) -> None:
     aiosmtpd_peer.clearMaildir()
 
 
-async def submit(
-    peer: Peer, recipients: list[str], message: bytes, sender: str = SENDER
-) -> SendResult:
-    """
-    Send over the submission port: STARTTLS verified against the test CA,
-    then AUTH.
-    """
-    return await sendmail(
-        peer.host,
-        sender,
-        recipients,
-        message,
-        port=peer.submissionPort,
-        username=peer.username,
-        password=peer.password,
-        tls="starttls",
-        tlsOptions=peer.tlsOptions(),
-        timeout=TIMEOUT,
-        retries=0,
-    )
-
-
 @asyncTest
 async def test_submissionReportsEveryRecipient(aiosmtpd_peer: Peer) -> None:
     """
@@ -66,7 +44,7 @@ async def test_submissionReportsEveryRecipient(aiosmtpd_peer: Peer) -> None:
     recipients = ["ok@example.com", "reject@example.com", "tempfail@example.com"]
     message = buildMessage(token, SENDER, recipients)
 
-    result = await submit(aiosmtpd_peer, recipients, message)
+    result = await aiosmtpd_peer.submit(recipients, message)
 
     assert [
         (r.address, r.status, r.code, r.enhancedStatus, r.phase) for r in result
@@ -222,8 +200,7 @@ async def test_refusalAfterData(
     """
     token = uniqueToken()
     with pytest.raises(MessageRefusedError) as caught:
-        await submit(
-            aiosmtpd_peer,
+        await aiosmtpd_peer.submit(
             ["ok@example.com"],
             buildMessage(token, sender, ["ok@example.com"]),
             sender,
@@ -247,7 +224,7 @@ async def test_twoMessagesInARow(aiosmtpd_peer: Peer) -> None:
     tokens = [uniqueToken(), uniqueToken()]
     messages = [buildMessage(t, SENDER, ["ok@example.com"]) for t in tokens]
 
-    results = [await submit(aiosmtpd_peer, ["ok@example.com"], m) for m in messages]
+    results = [await aiosmtpd_peer.submit(["ok@example.com"], m) for m in messages]
 
     assert [r.accepted for r in results] == [("ok@example.com",)] * 2
     assert results[0].queueId != results[1].queueId

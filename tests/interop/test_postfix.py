@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailclient import SendResult, sendmail
+from mailclient import sendmail
 from mailclient.errors import (
     AllRecipientsRefusedError,
     AuthenticationFailedError,
@@ -31,28 +31,6 @@ def _emptyMaildir(postfix: Peer) -> None:
     postfix.clearMaildir()
 
 
-async def submit(
-    peer: Peer, recipients: list[str], message: bytes, sender: str = SENDER
-) -> SendResult:
-    """
-    Send over the submission port: STARTTLS verified against the test CA,
-    then AUTH.
-    """
-    return await sendmail(
-        peer.host,
-        sender,
-        recipients,
-        message,
-        port=peer.submissionPort,
-        username=peer.username,
-        password=peer.password,
-        tls="starttls",
-        tlsOptions=peer.tlsOptions(),
-        timeout=TIMEOUT,
-        retries=0,
-    )
-
-
 @asyncTest
 async def test_submissionReportsEveryRecipient(postfix: Peer) -> None:
     """
@@ -67,7 +45,7 @@ async def test_submissionReportsEveryRecipient(postfix: Peer) -> None:
     recipients = ["ok@example.com", "reject@example.com", "tempfail@example.com"]
     message = buildMessage(token, SENDER, recipients)
 
-    result = await submit(postfix, recipients, message)
+    result = await postfix.submit(recipients, message)
 
     assert list(result.recipients) == recipients
     ok = result.recipients["ok@example.com"]
@@ -234,8 +212,7 @@ async def test_refusalAfterData(
     """
     token = uniqueToken()
     with pytest.raises(MessageRefusedError) as caught:
-        await submit(
-            postfix,
+        await postfix.submit(
             ["ok@example.com"],
             buildMessage(token, sender, ["ok@example.com"]),
             sender,
@@ -293,7 +270,7 @@ async def test_everyRecipientRefused(postfix: Peer) -> None:
     token = uniqueToken()
     recipients = ["reject@example.com", "tempfail@example.com"]
     with pytest.raises(AllRecipientsRefusedError) as caught:
-        await submit(postfix, recipients, buildMessage(token, SENDER, recipients))
+        await postfix.submit(recipients, buildMessage(token, SENDER, recipients))
     outcomes = resultOf(caught.value).recipients
     assert [(r.status, r.code) for r in outcomes.values()] == [
         ("rejected", 550),
@@ -313,7 +290,7 @@ async def test_twoMessagesInARow(postfix: Peer) -> None:
     tokens = [uniqueToken(), uniqueToken()]
     messages = [buildMessage(t, SENDER, ["ok@example.com"]) for t in tokens]
 
-    results = [await submit(postfix, ["ok@example.com"], m) for m in messages]
+    results = [await postfix.submit(["ok@example.com"], m) for m in messages]
 
     assert [r.accepted for r in results] == [("ok@example.com",)] * 2
     assert results[0].queueId and results[1].queueId
