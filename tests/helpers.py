@@ -293,7 +293,11 @@ class Delivery:
 
 
 @implementer(smtp.IMessage)
-class _RecordingMessage:
+class RecordingMessage:
+    """
+    Records one message for one recipient in a list of L{Delivery}.
+    """
+
     def __init__(self, store: list[Delivery], sender: bytes, recipient: bytes) -> None:
         self.store = store
         self.sender = sender
@@ -313,7 +317,7 @@ class _RecordingMessage:
 
 
 @implementer(smtp.IMessageDelivery)
-class _RecordingDelivery:
+class RecordingDelivery:
     """
     Accepts every sender; refuses C{reject@...} with 550 and
     C{tempfail@...} with 450; accepts every other recipient.
@@ -330,22 +334,26 @@ class _RecordingDelivery:
         self.sender = bytes(origin)
         return origin
 
-    def validateTo(self, user: smtp.User) -> Callable[[], _RecordingMessage]:
+    def validateTo(self, user: smtp.User) -> Callable[[], RecordingMessage]:
         if user.dest.local == b"reject":
             raise smtp.SMTPBadRcpt(user)
         if user.dest.local == b"tempfail":
             raise smtp.SMTPBadRcpt(user, code=450, resp="Try again later")
         sender, recipient = self.sender, bytes(user.dest)
-        return lambda: _RecordingMessage(self.store, sender, recipient)
+        return lambda: RecordingMessage(self.store, sender, recipient)
 
 
 @implementer(IRealm)
-class _Realm:
+class RecordingRealm:
+    """
+    Hands every authenticated user a L{RecordingDelivery} into C{store}.
+    """
+
     def __init__(self, store: list[Delivery]) -> None:
         self.store = store
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
-        return smtp.IMessageDelivery, _RecordingDelivery(self.store), lambda: None
+        return smtp.IMessageDelivery, RecordingDelivery(self.store), lambda: None
 
 
 _CHALLENGERS: Mapping[bytes, Callable[[], object]] = {
@@ -398,12 +406,12 @@ def twistedServerSession(
     deliveries: list[Delivery] = []
     if mechanisms is None:
         server = serverClass()
-        server.delivery = _RecordingDelivery(deliveries)
+        server.delivery = RecordingDelivery(deliveries)
     else:
         server = serverClass(chal={m: _CHALLENGERS[m] for m in mechanisms})
         checker = InMemoryUsernamePasswordDatabaseDontUse()
         checker.addUser(SERVER_USER.encode(), SERVER_PASSWORD.encode())
-        server.portal = Portal(_Realm(deliveries), [checker])  # type: ignore[assignment]
+        server.portal = Portal(RecordingRealm(deliveries), [checker])  # type: ignore[assignment]
     server.host = b"mx.example"
     server.timeout = None  # type: ignore[assignment]  # no global-reactor timer
     serverTransport = iosim.FakeTransport(

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import pytest
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.portal import IRealm, Portal
+from twisted.cred.portal import Portal
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint
@@ -21,9 +21,10 @@ from twisted.internet.protocol import Factory
 from twisted.internet.ssl import Certificate, PrivateCertificate
 from twisted.mail import smtp
 from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
-from zope.interface import implementer
 
 from mailclient.demo import generateCertificates
+
+from ..helpers import Delivery, RecordingDelivery, RecordingRealm
 
 
 @attrs.frozen
@@ -56,61 +57,12 @@ def pki() -> PKI:
 @attrs.define
 class Received:
     """
-    What the test server received: one entry per message and recipient.
+    What the test server received: one L{Delivery} per message and
+    recipient, and for each AUTH command whether the session was TLS.
     """
 
-    messages: list[tuple[bytes, bytes, bytes]] = attrs.Factory(list)
+    messages: list[Delivery] = attrs.Factory(list)
     tlsAtAuth: list[bool] = attrs.Factory(list)
-
-
-@implementer(smtp.IMessage)
-class _Message:
-    def __init__(self, received: Received, sender: bytes, rcpt: bytes) -> None:
-        self.received = received
-        self.sender = sender
-        self.rcpt = rcpt
-        self.lines: list[bytes] = []
-
-    def lineReceived(self, line: bytes) -> None:
-        self.lines.append(line)
-
-    def eomReceived(self) -> Deferred[bytes]:
-        self.received.messages.append(
-            (self.sender, self.rcpt, b"\r\n".join(self.lines) + b"\r\n")
-        )
-        return defer.succeed(b"2.0.0 Ok: queued as TESTQ1")
-
-    def connectionLost(self) -> None:
-        pass
-
-
-@implementer(smtp.IMessageDelivery)
-class _Delivery:
-    def __init__(self, received: Received) -> None:
-        self.received = received
-        self.sender = b""
-
-    def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> None:
-        return None
-
-    def validateFrom(self, helo: Any, origin: smtp.Address) -> smtp.Address:
-        self.sender = bytes(origin)
-        return origin
-
-    def validateTo(self, user: smtp.User) -> Callable[[], _Message]:
-        if user.dest.local == b"reject":
-            raise smtp.SMTPBadRcpt(user)
-        rcpt = bytes(user.dest)
-        return lambda: _Message(self.received, self.sender, rcpt)
-
-
-@implementer(IRealm)
-class _Realm:
-    def __init__(self, received: Received) -> None:
-        self.received = received
-
-    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
-        return smtp.IMessageDelivery, _Delivery(self.received), lambda: None
 
 
 class _Server(smtp.ESMTP):
@@ -128,11 +80,11 @@ class _Server(smtp.ESMTP):
 
 @attrs.define
 class TestServer:
+    """
+    A listening Twisted ESMTP server (not a test class).
+    """
+
     __test__ = False
-    """
-    (Not a test class.)
-    A listening Twisted ESMTP server.
-    """
 
     port: int
     received: Received
@@ -164,9 +116,9 @@ def startServer(pki: PKI) -> Iterator[Callable[..., Deferred[TestServer]]]:
             server.received = received
             if auth:
                 checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"s3cret")
-                server.portal = Portal(_Realm(received), [checker])  # type: ignore[assignment]
+                server.portal = Portal(RecordingRealm(received.messages), [checker])  # type: ignore[assignment]
             else:
-                server.delivery = _Delivery(received)
+                server.delivery = RecordingDelivery(received.messages)
             server.host = b"localhost"
             return server
 

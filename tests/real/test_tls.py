@@ -50,7 +50,7 @@ def test_starttls(pki: PKI, startServer: Callable[..., Deferred[TestServer]]) ->
     assert result.session.tlsVersion is not None
     assert result.session.tlsVersion.startswith("TLS")
     assert result.reply is not None and result.reply.code == 250
-    assert [m[2] for m in server.received.messages] == [MESSAGE]
+    assert [m.content for m in server.received.messages] == [MESSAGE]
 
 
 @pytest_twisted.inlineCallbacks
@@ -72,7 +72,7 @@ def test_implicitTLS(pki: PKI, startServer: Callable[..., Deferred[TestServer]])
     )
     assert result.accepted == ("to@example.com",)
     assert result.session is not None and result.session.tlsVersion is not None
-    assert [m[2] for m in server.received.messages] == [MESSAGE]
+    assert [m.content for m in server.received.messages] == [MESSAGE]
 
 
 @pytest_twisted.inlineCallbacks
