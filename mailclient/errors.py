@@ -38,7 +38,9 @@ __all__ = [
     "InvalidArgumentError",
     "MailClientError",
     "MessageRefusedError",
+    "MessageTooLargeError",
     "PlaintextAuthRefusedError",
+    "RequireTLSError",
     "SMTPConnectError",
     "SMTPLifecycleError",
     "SMTPPolicyError",
@@ -47,6 +49,7 @@ __all__ = [
     "SMTPTimeoutError",
     "SendCancelledError",
     "SendFailedError",
+    "SessionLimitError",
     "SenderRefusedError",
     "ServerRefusedSessionError",
     "TLSHandshakeError",
@@ -239,6 +242,28 @@ class MessageRefusedError(SendFailedError):
         self.isTransient = 400 <= reply.code < 500
 
 
+class MessageTooLargeError(SendFailedError):
+    """
+    The message is larger than the limit the server declared with the SIZE
+    extension (RFC 1870).  Nothing was sent: the message was refused before
+    MAIL.
+
+    @ivar size: the message's size in octets.
+    @ivar limit: the server's declared maximum in octets.
+    """
+
+    def __init__(self, size: int, limit: int, result: SendResult | None = None) -> None:
+        MailClientError.__init__(
+            self,
+            f"the message is {size} octets but the server accepts at most "
+            f"{limit} (SIZE)",
+        )
+        self.size = size
+        self.limit = limit
+        self.result = result
+        self.isTransient = False
+
+
 class SMTPPolicyError(MailClientError):
     """
     mailclient refused to continue the session because doing so would break
@@ -267,6 +292,20 @@ class PlaintextAuthRefusedError(SMTPPolicyError):
     caller did not opt in to sending them in clear (C{allowPlaintextAuth}).
     No credential was sent.
     """
+
+
+class RequireTLSError(SMTPPolicyError):
+    """
+    The message asked for REQUIRETLS (RFC 8689) but this session cannot
+    honour it: the session is not TLS-protected, or the server does not
+    advertise REQUIRETLS.  Nothing of the message was sent.
+
+    @ivar reason: why, in words.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"REQUIRETLS cannot be honoured: {reason}")
+        self.reason = reason
 
 
 class SMTPLifecycleError(MailClientError):
@@ -335,6 +374,23 @@ class TLSHandshakeError(SMTPLifecycleError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"TLS handshake failed: {reason}")
         self.reason = reason
+
+
+class SessionLimitError(SMTPLifecycleError):
+    """
+    The session has carried as many transactions as the server allows (the
+    C{MAILMAX} of RFC 9422 LIMITS); the message was not attempted on it and
+    can be sent on a new connection.
+
+    @ivar limit: the server's MAILMAX.
+    """
+
+    def __init__(self, limit: int, result: SendResult | None = None) -> None:
+        super().__init__(
+            f"the server allows {limit} transactions per session (LIMITS MAILMAX)"
+        )
+        self.limit = limit
+        self.result = result
 
 
 class SendCancelledError(SMTPLifecycleError):
