@@ -25,12 +25,13 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from mailclient import errors
+from mailclient._wire.envelope import DSN, Recipient
 from mailclient._wire.policy import TLSMode
 from mailclient._wire.sasl import SASLMechanism, passwordMechanisms
-from mailclient.protocol import ESMTPClient, Timeouts
-from mailclient.results import SendResult
+from mailclient.protocol import ESMTPClient, LMTPClient, Timeouts
+from mailclient.results import SendResult, SessionInfo
 
-__all__ = ["ESMTPSenderFactory", "sendmail"]
+__all__ = ["ESMTPSenderFactory", "sendmail", "verifyConnection"]
 
 CONNECT_TIMEOUT = 30.0
 RETRY_BASE_DELAY = 1.0
@@ -54,24 +55,33 @@ class ESMTPSenderFactory(ClientFactory):
     def __init__(
         self,
         fromAddress: str | bytes,
-        toAddresses: str | bytes | Iterable[str | bytes],
+        toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
         message: object,
         *,
         clock: IReactorTime,
         authenticators: Sequence[SASLMechanism] = (),
+        dsn: DSN | None = None,
+        requireTLS: bool = False,
+        lmtp: bool = False,
         **clientOptions: Any,
     ) -> None:
         """
         @param clock: the source of time for timeouts.
         @param authenticators: SASL mechanisms to register, holding their
             credentials.
+        @param dsn: delivery status notification options for the message.
+        @param requireTLS: send the message with REQUIRETLS (RFC 8689).
+        @param lmtp: speak LMTP (L{LMTPClient}) instead of ESMTP.
         @param clientOptions: keyword arguments for L{ESMTPClient}.
         """
-        self.client = ESMTPClient(clock=clock, quitWhenIdle=True, **clientOptions)
+        protocol = LMTPClient if lmtp else ESMTPClient
+        self.client = protocol(clock=clock, quitWhenIdle=True, **clientOptions)
         for mechanism in authenticators:
             self.client.registerAuthenticator(mechanism)
         self._built = False
-        inner = self.client.send(fromAddress, toAddresses, message)
+        inner = self.client.send(
+            fromAddress, toAddresses, message, dsn=dsn, requireTLS=requireTLS
+        )
         self.deferred: Deferred[SendResult] = Deferred(self._cancel)
         inner.chainDeferred(self.deferred)
 
@@ -141,6 +151,9 @@ def _plan(
     heloFallback: bool,
     endpoint: IStreamClientEndpoint | None,
     authenticators: Sequence[SASLMechanism] | None,
+    pipelining: bool = True,
+    chunking: bool = True,
+    lmtp: bool = False,
 ) -> _Plan:
     if port is not None and (
         not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
@@ -181,7 +194,7 @@ def _plan(
                 "smtphost", None, "give smtphost or endpoint"
             )
         if port is None:
-            port = 465 if mode is TLSMode.IMPLICIT else 25
+            port = 24 if lmtp else 465 if mode is TLSMode.IMPLICIT else 25
         endpoint = HostnameEndpoint(
             reactor,
             host,
@@ -202,6 +215,8 @@ def _plan(
         "allowPlaintextAuth": allowPlaintextAuth,
         "heloFallback": heloFallback,
         "timeouts": Timeouts().capped(timeout),
+        "pipelining": bool(pipelining),
+        "chunking": bool(chunking),
     }
     return _Plan(endpoint, clientOptions, mechanisms)
 
@@ -223,7 +238,7 @@ def _retryable(error: BaseException, client: ESMTPClient) -> bool:
 def sendmail(
     smtphost: str | bytes | None,
     fromAddress: str | bytes,
-    toAddresses: str | bytes | Iterable[str | bytes],
+    toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
     message: object,
     *,
     port: int | None = None,
@@ -241,6 +256,11 @@ def sendmail(
     endpoint: IStreamClientEndpoint | None = None,
     retries: int = 2,
     authenticators: Sequence[SASLMechanism] | None = None,
+    dsn: DSN | None = None,
+    requireTLS: bool = False,
+    pipelining: bool = True,
+    chunking: bool = True,
+    lmtp: bool = False,
 ) -> Deferred[SendResult]:
     """
     Send one message and report what happened to every recipient.
@@ -281,7 +301,18 @@ def sendmail(
         any message data was sent (connection failures, timeouts, 421 and
         other transient session refusals), with exponential backoff and
         jitter.  A message is never resent after its data was sent.
-    @param authenticators: more SASL mechanism objects to offer.
+    @param authenticators: more SASL mechanism objects to offer (such as
+        L{mailclient.OAuthBearerMechanism} with a token provider).
+    @param dsn: delivery status notification options (L{mailclient.DSN}:
+        RET, ENVID and a default NOTIFY); per-recipient NOTIFY and ORCPT go
+        on L{mailclient.Recipient} objects in C{toAddresses}.  Sent only when
+        the server offers DSN (see L{SendResult.extensions}).
+    @param requireTLS: REQUIRETLS (RFC 8689): fail unless the session is TLS
+        and the server offers REQUIRETLS, and ask every later hop for TLS.
+    @param pipelining: C{False} to wait for each reply even when the server
+        offers PIPELINING.
+    @param chunking: C{False} to prefer DATA to BDAT.
+    @param lmtp: speak LMTP (RFC 2033; default port 24).
     @return: a Deferred that fires with a L{SendResult} when at least one
         recipient accepted the message, or fails with an error from
         L{mailclient.errors}.  Cancelling it aborts the connection.
@@ -307,6 +338,10 @@ def sendmail(
             endpoint=endpoint,
             retries=retries,
             authenticators=authenticators,
+            pipelining=pipelining,
+            chunking=chunking,
+            lmtp=lmtp,
+            sendOptions={"dsn": dsn, "requireTLS": requireTLS},
         )
     )
 
@@ -314,11 +349,12 @@ def sendmail(
 async def _sendmail(
     smtphost: str | bytes | None,
     fromAddress: str | bytes,
-    toAddresses: str | bytes | Iterable[str | bytes],
+    toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
     message: object,
     *,
     reactor: Any,
     retries: int,
+    sendOptions: dict[str, Any],
     **options: Any,
 ) -> SendResult:
     if reactor is None:
@@ -327,7 +363,9 @@ async def _sendmail(
         reactor = _reactor
     if not isinstance(retries, int) or retries < 0:
         raise errors.InvalidArgumentError("retries", retries, "must be an int >= 0")
-    if isinstance(toAddresses, Iterable) and not isinstance(toAddresses, str | bytes):
+    if isinstance(toAddresses, Iterable) and not isinstance(
+        toAddresses, str | bytes | Recipient
+    ):
         toAddresses = list(toAddresses)
     plan = _plan(reactor, smtphost, **options)
     if hasattr(message, "read") and retries:
@@ -341,6 +379,8 @@ async def _sendmail(
             message,
             clock=reactor,
             authenticators=plan.authenticators,
+            lmtp=options.get("lmtp", False),
+            **sendOptions,
             **plan.clientOptions,
         )
         try:
@@ -363,3 +403,95 @@ async def _sendmail(
                 raise
         delay = min(RETRY_BASE_DELAY * 2 ** (attempt - 1), RETRY_MAX_DELAY)
         await deferLater(reactor, delay * random.uniform(0.5, 1.5))
+
+
+class _SessionFactory(ClientFactory):
+    """
+    Hands out one prepared client.
+    """
+
+    def __init__(self, client: ESMTPClient) -> None:
+        self.client = client
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+        return self.client
+
+
+def verifyConnection(
+    smtphost: str | bytes | None,
+    *,
+    port: int | None = None,
+    username: str | bytes | None = None,
+    password: str | bytes | None = None,
+    tls: str | None = None,
+    tlsOptions: IOpenSSLClientConnectionCreator | None = None,
+    heloName: str | None = None,
+    timeout: float | None = None,
+    reactor: Any = None,
+    requireAuthentication: bool | None = None,
+    requireTransportSecurity: bool = False,
+    allowPlaintextAuth: bool = False,
+    heloFallback: bool = True,
+    endpoint: IStreamClientEndpoint | None = None,
+    authenticators: Sequence[SASLMechanism] | None = None,
+    lmtp: bool = False,
+) -> Deferred[SessionInfo]:
+    """
+    Check that a server can be used, without sending mail: connect, EHLO,
+    STARTTLS and AUTH exactly as L{sendmail} would with the same keywords,
+    then QUIT.
+
+    @return: a Deferred that fires with the L{SessionInfo}: the greeting,
+        the capabilities (after TLS), the TLS version and cipher, and the
+        SASL mechanism that worked; or fails with the error L{sendmail}
+        would have met (L{errors.TLSRequiredError},
+        L{errors.AuthenticationFailedError}, L{errors.SMTPConnectError}...).
+    """
+    return Deferred.fromCoroutine(
+        _verifyConnection(
+            smtphost,
+            reactor=reactor,
+            port=port,
+            username=username,
+            password=password,
+            tls=tls,
+            tlsOptions=tlsOptions,
+            heloName=heloName,
+            timeout=timeout,
+            requireAuthentication=requireAuthentication,
+            requireTransportSecurity=requireTransportSecurity,
+            allowPlaintextAuth=allowPlaintextAuth,
+            heloFallback=heloFallback,
+            endpoint=endpoint,
+            authenticators=authenticators,
+            lmtp=lmtp,
+        )
+    )
+
+
+async def _verifyConnection(
+    smtphost: str | bytes | None, *, reactor: Any, lmtp: bool, **options: Any
+) -> SessionInfo:
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    plan = _plan(reactor, smtphost, lmtp=lmtp, **options)
+    protocol = LMTPClient if lmtp else ESMTPClient
+    client = protocol(clock=reactor, **plan.clientOptions)
+    for mechanism in plan.authenticators:
+        client.registerAuthenticator(mechanism)
+    ready = client.whenReady()
+    try:
+        await plan.endpoint.connect(_SessionFactory(client))
+    except defer.CancelledError:
+        raise
+    except Exception as e:
+        client.abort(errors.SMTPConnectError(str(e) or type(e).__name__))
+    try:
+        info = await ready
+    except defer.CancelledError:
+        client.abort(errors.SendCancelledError(client.phase.value))
+        raise
+    await client.quit()
+    return info

@@ -4,8 +4,16 @@ The ESMTP client protocol.
 L{ESMTPClient} is a L{LineReceiver}.  Every command it writes leaves one
 expectation record in a FIFO; every reply is handed to the record at its head,
 whose handler parses with a pure call, decides with a pure call, and acts with
-one command (or C{startTLS}, or a failure).  A reply with no record
-outstanding is a protocol violation.
+commands (or C{startTLS}, or a failure).  A reply with no record outstanding
+is a protocol violation.
+
+With PIPELINING (RFC 2920) several records are outstanding at once: a
+message's RSET (only when needed), MAIL, every RCPT (in a bounded window) and
+DATA leave in one write, and the next message's envelope follows the end of
+the previous message's data in the same write.  With CHUNKING (RFC 3030) the
+message goes as BDAT chunks, pipelined with the envelope; a small message is
+one C{BDAT n LAST}.  L{ESMTPClient.phase} is what the client waits for: the
+command at the head of the FIFO, or the body being written.
 
 State table (every transition the client makes; any state may also go to
 C{CLOSED} when the session fails or the connection is lost)::
@@ -13,7 +21,7 @@ C{CLOSED} when the session fails or the connection is lost)::
     state        reply or event                next state
     -----------  ----------------------------  -------------------------------
     CONNECTING   connectionMade                GREETING
-    GREETING     220                           EHLO
+    GREETING     220                           EHLO (LHLO for LMTP)
     GREETING     anything else                 CLOSED (ServerRefusedSession)
     EHLO         250 -> policy                 STARTTLS | AUTH | READY
     EHLO         4xx/5xx -> policy             HELO | CLOSED
@@ -23,17 +31,26 @@ C{CLOSED} when the session fails or the connection is lost)::
     STARTTLS     4xx/5xx -> policy             AUTH | READY | CLOSED
     AUTH         334 -> mechanism              AUTH
     AUTH         235                           READY
+    AUTH         535 with a token provider     AUTH (once, with a new token)
     AUTH         anything else                 CLOSED (AuthenticationFailed)
     READY        a message is queued           RSET (when dirty) | MAIL
+    READY        noop() / verify()             NOOP | VRFY
     READY        quit() and queue empty        QUIT
+    NOOP, VRFY   any reply                     READY
     RSET         250                           MAIL
-    MAIL         250                           RCPT
-    MAIL         4xx/5xx                       READY (message fails)
-    RCPT         each reply; last one          RCPT | DATA | READY (none accepted)
-    DATA         354                           BODY
+    MAIL         reply (pipelined: RCPT next)  RCPT | READY (refused)
+    RCPT         each reply                    RCPT | DATA | BDAT | FINAL |
+                                               BODY | READY (none accepted)
+    DATA         354                           BODY | FINAL (empty body when
+                                               no recipient was accepted)
     DATA         4xx/5xx                       READY (message fails, RSET due)
-    BODY         last octet written            FINAL
-    FINAL        2xx/4xx/5xx                   READY
+    BODY         a BDAT chunk written          BDAT | FINAL
+    BODY         the end of the data written   FINAL
+    BDAT         250, more to write            BDAT | BODY | FINAL
+    BDAT         4xx/5xx                       BDAT | READY (RSET due)
+    FINAL        each reply (LMTP: one per     FINAL | READY | RSET | MAIL |
+                 accepted recipient)           QUIT (the next flight was sent
+                                               behind the data)
     QUIT         221 or connection lost        CLOSED
 
 A 421 reply to any command closes the session.  A reply code that is neither
@@ -47,14 +64,24 @@ import base64
 import binascii
 import copy
 import enum
+import inspect
 import socket
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, cast
 
 import attrs
 from OpenSSL import SSL
 from service_identity import VerificationError
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import (
+    Deferred,
+    ensureDeferred,
+    fail,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -70,10 +97,19 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mailclient import errors
-from mailclient._source import CHUNK_SIZE, MessageSource, toMessageSource
+from mailclient._source import CHUNK_SIZE, MessageSource, OpenedMessage, toMessageSource
 from mailclient._wire import commands
 from mailclient._wire.capabilities import Capabilities
-from mailclient._wire.dataenc import DataEncoder
+from mailclient._wire.dataenc import ChunkEncoder, DataEncoder
+from mailclient._wire.envelope import (
+    DSN,
+    EnvelopePlan,
+    PlannedRecipient,
+    Recipient,
+    planEnvelope,
+    recipientBatches,
+    sizeParameter,
+)
 from mailclient._wire.policy import SessionFacts, Step, TLSMode, nextStep
 from mailclient._wire.replies import Reply, ReplyParser
 from mailclient._wire.sasl import SASLMechanism, chooseMechanism
@@ -84,14 +120,14 @@ from mailclient.results import (
     SessionInfo,
 )
 
-__all__ = ["TRANSITIONS", "ESMTPClient", "Phase", "Timeouts"]
+__all__ = ["TRANSITIONS", "ESMTPClient", "LMTPClient", "Phase", "Timeouts"]
 
 _log = Logger(namespace="mailclient.protocol")
 
 
 class Phase(enum.Enum):
     """
-    The states of an L{ESMTPClient} session.
+    The states of an L{ESMTPClient} session: what it waits for.
     """
 
     CONNECTING = "connecting"
@@ -101,17 +137,21 @@ class Phase(enum.Enum):
     STARTTLS = "STARTTLS"
     AUTH = "AUTH"
     READY = "ready"
+    NOOP = "NOOP"
+    VRFY = "VRFY"
     RSET = "RSET"
     MAIL = "MAIL"
     RCPT = "RCPT"
     DATA = "DATA"
     BODY = "data-block"
+    BDAT = "BDAT"
     FINAL = "END-OF-DATA"
     QUIT = "QUIT"
     CLOSED = "closed"
 
 
 _P = Phase
+_AFTER_FINAL = frozenset({_P.READY, _P.RSET, _P.MAIL, _P.QUIT, _P.NOOP, _P.VRFY})
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     _P.CONNECTING: frozenset({_P.GREETING}),
@@ -120,19 +160,23 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     _P.HELO: frozenset({_P.READY}),
     _P.STARTTLS: frozenset({_P.EHLO, _P.AUTH, _P.READY}),
     _P.AUTH: frozenset({_P.READY}),
-    _P.READY: frozenset({_P.RSET, _P.MAIL, _P.QUIT}),
+    _P.READY: frozenset({_P.RSET, _P.MAIL, _P.NOOP, _P.VRFY, _P.QUIT}),
+    _P.NOOP: frozenset({_P.READY}),
+    _P.VRFY: frozenset({_P.READY}),
     _P.RSET: frozenset({_P.MAIL}),
     _P.MAIL: frozenset({_P.RCPT, _P.READY}),
-    _P.RCPT: frozenset({_P.DATA, _P.READY}),
-    _P.DATA: frozenset({_P.BODY, _P.READY}),
-    _P.BODY: frozenset({_P.FINAL}),
-    _P.FINAL: frozenset({_P.READY}),
+    _P.RCPT: frozenset({_P.DATA, _P.BDAT, _P.BODY, _P.FINAL, _P.READY}),
+    _P.DATA: frozenset({_P.BODY, _P.FINAL, _P.READY}),
+    _P.BODY: frozenset({_P.BDAT, _P.FINAL, _P.READY}),
+    _P.BDAT: frozenset({_P.BODY, _P.FINAL, _P.READY}),
+    _P.FINAL: _AFTER_FINAL,
     _P.QUIT: frozenset(),
     _P.CLOSED: frozenset(),
 }
 """
 Every allowed transition, as data.  C{CLOSED} is reachable from every state
-and is not listed.
+and is not listed; staying in a state (the next RCPT, BDAT chunk or LMTP
+reply) is not a transition.
 """
 
 # What each command accepts as success.  Anything else that is not a 4xx/5xx
@@ -140,17 +184,44 @@ and is not listed.
 _SUCCESS: dict[str, frozenset[int]] = {
     "greeting": frozenset({220}),
     "EHLO": frozenset({250}),
+    "LHLO": frozenset({250}),
     "HELO": frozenset({250}),
     "STARTTLS": frozenset({220}),
     "AUTH": frozenset({235, 334}),
     "MAIL": frozenset({250}),
     "RCPT": frozenset({250, 251}),
     "DATA": frozenset({354}),
+    "BDAT": frozenset({250}),
     "END-OF-DATA": frozenset({250}),
     "RSET": frozenset({250}),
     "NOOP": frozenset({250}),
+    "VRFY": frozenset({250, 251, 252}),
     "QUIT": frozenset({221}),
 }
+
+_VERB_PHASE: dict[str, Phase] = {
+    "greeting": _P.GREETING,
+    "EHLO": _P.EHLO,
+    "LHLO": _P.EHLO,
+    "HELO": _P.HELO,
+    "STARTTLS": _P.STARTTLS,
+    "AUTH": _P.AUTH,
+    "RSET": _P.RSET,
+    "MAIL": _P.MAIL,
+    "RCPT": _P.RCPT,
+    "DATA": _P.DATA,
+    "BDAT": _P.BDAT,
+    "END-OF-DATA": _P.FINAL,
+    "NOOP": _P.NOOP,
+    "VRFY": _P.VRFY,
+    "QUIT": _P.QUIT,
+}
+
+PIPELINE_WINDOW = 100
+"""
+At most this many RCPT commands are outstanding at once; more are sent as
+replies arrive.
+"""
 
 
 @attrs.frozen
@@ -160,13 +231,15 @@ class Timeouts:
     4.5.3.2's minimums.
 
     @ivar greeting: the 220 greeting (5 minutes).
-    @ivar command: EHLO, HELO, STARTTLS, AUTH, RSET, NOOP and QUIT (5 min).
+    @ivar command: EHLO, HELO, STARTTLS, AUTH, RSET, NOOP, VRFY and QUIT (5
+        minutes).
     @ivar mail: the reply to MAIL (5 minutes).
     @ivar rcpt: the reply to each RCPT (5 minutes).
     @ivar dataInitiation: the 354 reply to DATA (2 minutes).
-    @ivar dataBlock: each block of message data to be taken by the
-        network (3 minutes).
-    @ivar finalReply: the reply to the end of the data (10 minutes).
+    @ivar dataBlock: each block of message data to be taken by the network,
+        and the reply to each BDAT chunk but the last (3 minutes).
+    @ivar finalReply: the reply to the end of the data or to the last BDAT
+        chunk (10 minutes).
     """
 
     greeting: float = 300.0
@@ -198,41 +271,96 @@ class Timeouts:
             "RCPT": self.rcpt,
             "DATA": self.dataInitiation,
             "data-block": self.dataBlock,
+            "BDAT": self.dataBlock,
             "END-OF-DATA": self.finalReply,
         }.get(phase, self.command)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Expectation:
     """
     One command waiting for its reply.
+
+    @ivar run: the transaction on the wire it belongs to, if any.
+    @ivar recipient: for RCPT and LMTP final replies, the recipient concerned.
     """
 
     verb: str
     handler: Callable[[Reply], None]
+    run: _Run | None = None
+    recipient: str | None = None
+
+
+@attrs.define(eq=False)
+class _Command:
+    """
+    A queued NOOP or VRFY.
+    """
+
+    verb: str
+    line: bytes
+    deferred: Deferred[Reply]
+    done: bool = False
 
 
 @attrs.define(eq=False)
 class _Transaction:
     """
-    One message in flight or queued.
+    One message, queued or in flight: one or more SMTP transactions (runs),
+    one per batch of recipients when the server limits them.
     """
 
     sender: str
-    recipients: tuple[str, ...]
+    recipients: tuple[Recipient, ...]
     source: MessageSource
     deferred: Deferred[SendResult]
+    dsn: DSN | None = None
+    requireTLS: bool = False
     results: dict[str, RecipientResult] = attrs.Factory(dict)
-    pendingRcpt: deque[str] = attrs.Factory(deque)
+    plans: deque[EnvelopePlan] = attrs.Factory(deque)
     reply: Reply | None = None
+    mailRefusal: Reply | None = None
+    messageRefusal: Reply | None = None
+    sessionLimit: int | None = None
+    extensions: set[str] = attrs.Factory(set)
+    retried: set[str] = attrs.Factory(set)
     begun: bool = False
-    finalSent: bool = False
     done: bool = False
+    active: int = 0
     started: float = 0.0
     timings: dict[str, float] = attrs.Factory(dict)
 
-    def acceptedAtRcpt(self) -> list[str]:
-        return [a for a, r in self.results.items() if r.status == "accepted"]
+
+@attrs.define(eq=False)
+class _Run:
+    """
+    One SMTP transaction on the wire: MAIL, its RCPTs, and the data.
+
+    @ivar accepted: recipients accepted at RCPT whose outcome the data's
+        reply has not decided yet.
+    @ivar tooMany: recipients refused with 452 "too many recipients", to be
+        tried again in a transaction of their own.
+    """
+
+    tx: _Transaction
+    plan: EnvelopePlan
+    message: OpenedMessage
+    unsent: deque[PlannedRecipient]
+    mailParams: tuple[str, ...] = ()
+    outstanding: int = 0
+    rcptOutstanding: int = 0
+    mailAccepted: bool | None = None
+    accepted: list[str] = attrs.Factory(list)
+    tooMany: list[str] = attrs.Factory(list)
+    dataSent: bool = False
+    producing: bool = False
+    waitingChunk: bool = False
+    finalSent: bool = False
+    bodyRefused: bool = False
+    finalPending: deque[str] | None = None
+    encoder: DataEncoder | ChunkEncoder | None = None
+    lookahead: bytes = b""
+    octets: int = 0
 
 
 def _isRefusal(code: int) -> bool:
@@ -253,26 +381,44 @@ def _setNoDelay(transport: object) -> None:
             return
 
 
+def _tooManyRecipients(reply: Reply) -> bool:
+    """
+    Whether C{reply} to RCPT means "too many recipients in this
+    transaction" (RFC 5321 section 4.5.3.1.10): try them in another one.
+    """
+    status = reply.enhancedStatusText
+    return reply.code == 452 and (
+        status == "4.5.3" or (status is None and "too many" in reply.text.lower())
+    )
+
+
 @implementer(IHandshakeListener, IPullProducer)
 class ESMTPClient(LineReceiver):
     """
     An ESMTP client session: greeting, EHLO (HELO fallback), STARTTLS,
-    AUTH, then any number of messages in turn, then QUIT.
+    AUTH, then any number of messages, then QUIT.
 
     Queue messages with L{send}; each returns a Deferred that fires with a
     L{SendResult} or fails with an error from L{mailclient.errors}.  Call
-    L{quit} to end the session when the queue is empty.
+    L{quit} to end the session when the queue is empty.  When the server
+    offers PIPELINING the envelope of each message (and the next message's,
+    behind the end of the data) leaves in one write; when it offers
+    CHUNKING the message goes as BDAT chunks.
 
     @ivar heloFallback: whether to try HELO when EHLO is refused.
     @ivar requireAuthentication: fail unless AUTH succeeds.
     @ivar requireTransportSecurity: fail unless the session is TLS.
     @ivar allowPlaintextAuth: allow credentials on a session without TLS.
+    @ivar pipelining: use PIPELINING when the server offers it.
+    @ivar chunking: prefer BDAT to DATA when the server offers CHUNKING.
     @ivar capabilities: what the server advertised in its latest EHLO reply.
     @ivar phase: the current L{Phase}.
+    @ivar lmtp: whether this is an LMTP session (RFC 2033).
     """
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
+    lmtp = False
 
     def __init__(
         self,
@@ -287,6 +433,8 @@ class ESMTPClient(LineReceiver):
         heloFallback: bool = True,
         timeouts: Timeouts | None = None,
         quitWhenIdle: bool = False,
+        pipelining: bool = True,
+        chunking: bool = True,
     ) -> None:
         """
         @param clock: the source of time for every timeout.
@@ -299,9 +447,14 @@ class ESMTPClient(LineReceiver):
             L{twisted.internet.ssl.optionsForClientTLS} returns); required
             with C{tls="starttls"}.  Without them an opportunistic session
             does not try STARTTLS.
+        @param quitWhenIdle: send QUIT as soon as the message queue is empty.
+        @param pipelining: C{False} to wait for every reply even when the
+            server offers PIPELINING (for servers that break it).
+        @param chunking: C{False} to send with DATA even when the server
+            offers CHUNKING (BDAT is still used for a message that needs
+            BINARYMIME).
         @raise InvalidArgumentError: for a bad C{heloName}, C{tls} value, or
             C{tls="starttls"} without C{tlsOptions}.
-        @param quitWhenIdle: send QUIT as soon as the message queue is empty.
         """
         self.clock = clock
         self.heloName = (
@@ -321,20 +474,26 @@ class ESMTPClient(LineReceiver):
         self.requireTransportSecurity = requireTransportSecurity
         self.requireAuthentication = requireAuthentication
         self.allowPlaintextAuth = allowPlaintextAuth
-        self.heloFallback = heloFallback
+        self.heloFallback = heloFallback and not self.lmtp
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.quitWhenIdle = quitWhenIdle
+        self.pipelining = pipelining
+        self.chunking = chunking
 
         self.phase = Phase.CONNECTING
         self.capabilities = Capabilities.empty()
         self.greeting: Reply | None = None
         self.authMechanism: str | None = None
+        self.transactions = 0
         self._authenticators: list[SASLMechanism] = []
         self._mechanism: SASLMechanism | None = None
+        self._tokenRetried = False
         self._parser = ReplyParser()
         self._expected: deque[_Expectation] = deque()
-        self._queue: deque[_Transaction] = deque()
-        self._current: _Transaction | None = None
+        self._queue: deque[_Transaction | _Command] = deque()
+        self._runs: deque[_Run] = deque()
+        self._producingRun: _Run | None = None
+        self._command: _Command | None = None
         self._timer: IDelayedCall | None = None
         self._transcript: list[tuple[str, str]] = []
         self._negotiationEnd = 0
@@ -344,14 +503,17 @@ class ESMTPClient(LineReceiver):
         self._authenticated = False
         self._tlsHandshakeDone = False
         self._needRset = False
+        self._quitSent = False
         self._quitRequested: Deferred[None] | None = None
+        self._ready: list[Deferred[SessionInfo]] = []
         self._failure: errors.MailClientError | None = None
         self._lastRefusal: Reply | None = None
         self._lost = False
+        self._outbox: list[bytes] = []
+        self._holding = 0
+        self._registered = False
+        self._isReady = False
         self.dataStarted = False
-        self._encoder: DataEncoder | None = None
-        self._lookahead = b""
-        self._bodyOctets = 0
 
     # -- public API ----------------------------------------------------------
 
@@ -369,22 +531,32 @@ class ESMTPClient(LineReceiver):
     def send(
         self,
         fromAddress: str | bytes,
-        toAddresses: str | bytes | Iterable[str | bytes],
+        toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
         message: object,
+        *,
+        dsn: DSN | None = None,
+        requireTLS: bool = False,
     ) -> Deferred[SendResult]:
         """
         Queue one message on this session.
 
         @param fromAddress: the envelope sender (C{""} for the null sender).
-        @param toAddresses: one address or several.
+        @param toAddresses: one address or several; each a string or a
+            L{Recipient} (which carries per-recipient DSN options).
         @param message: an C{EmailMessage}, C{bytes}, C{str} or a binary file.
+        @param dsn: delivery status notification options (RFC 3461), sent
+            when the server offers DSN.
+        @param requireTLS: ask for REQUIRETLS (RFC 8689): the message fails
+            unless this session is TLS-protected and the server offers it.
         @return: a Deferred that fires with a L{SendResult} when at least one
             recipient accepted the message, or fails with an error from
             L{mailclient.errors} (a L{errors.SendFailedError} carries the
             result of every recipient).  Bad arguments fail it at once.
         """
         try:
-            transaction = self._newTransaction(fromAddress, toAddresses, message)
+            transaction = self._newTransaction(
+                fromAddress, toAddresses, message, dsn, requireTLS
+            )
         except errors.MailClientError as e:
             return fail(e)
         if self._failure is not None:
@@ -393,10 +565,52 @@ class ESMTPClient(LineReceiver):
             return fail(error)
         if self.phase in (Phase.QUIT, Phase.CLOSED) or self._quitRequested:
             return fail(errors.ConnectionLostError("send", "the session is closing"))
+        limit = self._mailMax()
+        if limit is not None and self.transactions >= limit:
+            return fail(errors.SessionLimitError(limit, self._result(transaction)))
         self._queue.append(transaction)
-        if self.phase is Phase.READY:
-            self._nextTransaction()
+        self._kick()
         return transaction.deferred
+
+    def noop(self) -> Deferred[Reply]:
+        """
+        Send NOOP in turn (after the messages queued before it).
+
+        @return: a Deferred that fires with the server's 250 reply, or fails
+            with an L{errors.SMTPReplyError} for a refusal or a session error.
+        """
+        return self._queueCommand("NOOP", commands.noop())
+
+    def verify(self, address: str | bytes) -> Deferred[Reply]:
+        """
+        Ask the server whether it knows C{address} (VRFY, RFC 5321 section
+        3.5), in turn.
+
+        @param address: a mailbox or user name.
+        @return: a Deferred that fires with the 250, 251 or 252 reply (252:
+            the server will not say, but will try to deliver), or fails with
+            an L{errors.SMTPReplyError} (550 unknown, 553 ambiguous, 502 not
+            implemented...).
+        """
+        try:
+            line = commands.vrfy(address)
+        except errors.MailClientError as e:
+            return fail(e)
+        return self._queueCommand("VRFY", line)
+
+    def whenReady(self) -> Deferred[SessionInfo]:
+        """
+        A Deferred that fires with the L{SessionInfo} once the session is
+        ready for mail (greeting, EHLO, STARTTLS and AUTH done), or fails
+        with the error that ended the session first.
+        """
+        if self._failure is not None:
+            return fail(copy.copy(self._failure))
+        if self._isReady:
+            return succeed(self.sessionInfo())
+        d: Deferred[SessionInfo] = Deferred()
+        self._ready.append(d)
+        return d
 
     def quit(self) -> Deferred[None]:
         """
@@ -407,10 +621,10 @@ class ESMTPClient(LineReceiver):
         """
         if self._quitRequested is None:
             self._quitRequested = Deferred()
-            if self.phase is Phase.READY:
-                self._nextTransaction()
-            elif self.phase is Phase.CLOSED:
+            if self.phase is Phase.CLOSED:
                 self._quitRequested.callback(None)
+            else:
+                self._kick()
         return self._quitRequested
 
     def abort(self, error: errors.MailClientError) -> None:
@@ -435,6 +649,28 @@ class ESMTPClient(LineReceiver):
             self.transport is not None
             and ISSLTransport.providedBy(self.transport)
             and self._tlsHandshakeDone
+        )
+
+    @property
+    def pipeliningActive(self) -> bool:
+        """
+        Whether commands are pipelined on this session now: the server
+        offers PIPELINING and L{pipelining} is on.
+        """
+        return self.pipelining and self.capabilities.pipelining
+
+    @property
+    def canSend(self) -> bool:
+        """
+        Whether this session can take another message now: it is not closing
+        or failed, and the server's LIMITS MAILMAX is not reached.
+        """
+        limit = self._mailMax()
+        return (
+            self._failure is None
+            and self.phase not in (Phase.QUIT, Phase.CLOSED)
+            and self._quitRequested is None
+            and (limit is None or self.transactions + len(self._queue) < limit)
         )
 
     def sessionInfo(self) -> SessionInfo:
@@ -494,6 +730,14 @@ class ESMTPClient(LineReceiver):
         self.phase = Phase.CLOSED
         self._quitDone()
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Handle every reply in C{data}; whatever they make us send leaves in
+        one write.
+        """
+        with self._hold():
+            super().dataReceived(data)
+
     def lineReceived(self, line: bytes) -> None:
         """
         Parse a reply line; hand a complete reply to the outstanding command.
@@ -514,11 +758,14 @@ class ESMTPClient(LineReceiver):
         if reply is None:
             return
         expectation = self._expected.popleft()
+        run = expectation.run
+        if run is not None:
+            run.outstanding -= 1
         self._cancelTimer()
         if self._expected:
             self._startTimer(self._expected[0].verb)
         if reply.code == 421 and expectation.verb != "QUIT":
-            self._recordClosing(expectation.verb, reply)
+            self._recordClosing(expectation, reply)
             self._fail(errors.ServerRefusedSessionError(expectation.verb, reply))
             return
         allowed = _SUCCESS.get(expectation.verb, frozenset())
@@ -526,6 +773,11 @@ class ESMTPClient(LineReceiver):
             self._protocolError(f"unexpected reply {reply.code} to {expectation.verb}")
             return
         expectation.handler(reply)
+        if self._failure is not None:
+            return
+        if run is not None:
+            self._maybeEndRun(run)
+        self._syncPhase()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -537,7 +789,7 @@ class ESMTPClient(LineReceiver):
 
     def esmtpState_greeting(self, reply: Reply) -> None:
         """
-        220: say EHLO.  Anything else: the server refused the session.
+        220: say EHLO (LHLO).  Anything else: the server refused the session.
         """
         self.greeting = reply
         if reply.code != 220:
@@ -592,33 +844,37 @@ class ESMTPClient(LineReceiver):
                 "reply to STARTTLS (possible command injection)"
             )
             return
+        self._flush()
         self.transport.startTLS(self.tlsOptions)  # type: ignore[union-attr]
         self.capabilities = Capabilities.empty()
         self._sendEHLO()
 
     def authenticate(self) -> None:
         """
-        Start AUTH with the strongest mechanism both sides support.
+        Start AUTH with the strongest mechanism both sides support (getting
+        a token from its provider first, for token mechanisms).
         """
         mechanism = self._chooseMechanism()
         assert mechanism is not None  # the policy said one is available
         self._mechanism = mechanism
         self._enter(Phase.AUTH)
-        self._sendCommand(
-            commands.auth(mechanism.name, mechanism.initialResponse()),
-            "AUTH",
-            self.esmtpState_auth,
-        )
+        if getattr(mechanism, "needsToken", False):
+            self._fetchToken(mechanism, refresh=False)
+            return
+        self._sendAuth(mechanism)
 
     def esmtpState_auth(self, reply: Reply) -> None:
         """
-        334: answer the challenge.  235: authenticated.  Else: failed.
+        334: answer the challenge.  235: authenticated (after the mechanism
+        checked the server's proof, for SCRAM).  A refusal with a token
+        provider: get a fresh token and try once more.  Else: failed.
         """
-        assert self._mechanism is not None
+        mechanism = self._mechanism
+        assert mechanism is not None
         if reply.code == 334:
             try:
                 challenge = base64.b64decode(reply.text.strip(), validate=True)
-                response = self._mechanism.respond(challenge)
+                response = mechanism.respond(challenge)
             except binascii.Error:
                 self._protocolError("AUTH challenge is not valid base64")
                 return
@@ -633,98 +889,235 @@ class ESMTPClient(LineReceiver):
             )
             return
         if reply.code != 235:
+            if (
+                getattr(mechanism, "tokenProvider", None) is not None
+                and not self._tokenRetried
+                and reply.code == 535
+            ):
+                self._tokenRetried = True
+                self._fetchToken(mechanism, refresh=True)
+                return
             self._fail(
                 errors.AuthenticationFailedError(
                     "AUTH",
                     reply,
-                    f"authentication with {self._mechanism.name} failed: "
+                    f"authentication with {mechanism.name} failed: "
                     f"{reply.code} {reply.text}",
                 )
             )
             return
+        successReceived = getattr(mechanism, "successReceived", None)
+        if successReceived is not None:
+            try:
+                successReceived()
+            except errors.MailClientError as e:
+                self._fail(e)
+                return
         self._authenticated = True
-        self.authMechanism = self._mechanism.name
+        self.authMechanism = mechanism.name
         self._becomeReady()
 
-    # -- transaction handlers ------------------------------------------------------
+    def _sendAuth(self, mechanism: SASLMechanism) -> None:
+        try:
+            initial = mechanism.initialResponse()
+        except errors.MailClientError as e:
+            self._fail(e)
+            return
+        self._sendCommand(
+            commands.auth(mechanism.name, initial), "AUTH", self.esmtpState_auth
+        )
 
-    def smtpState_rset(self, reply: Reply) -> None:
+    def _fetchToken(self, mechanism: SASLMechanism, refresh: bool) -> None:
         """
-        The transaction state is clean again.
+        Ask the mechanism's token provider for a token (a fresh one when
+        C{refresh}), then send AUTH with it.
+        """
+        provider = mechanism.tokenProvider  # type: ignore[attr-defined]
+        self._startTimer("AUTH")
+
+        def got(token: object) -> None:
+            if self._failure is not None:
+                return
+            self._cancelTimer()
+            with self._hold():
+                if not isinstance(token, str):
+                    self._fail(
+                        errors.AuthenticationRequiredError(
+                            f"the token provider returned {type(token).__name__}, "
+                            "not a str"
+                        )
+                    )
+                    return
+                try:
+                    mechanism.setToken(token)  # type: ignore[attr-defined]
+                except errors.MailClientError as e:
+                    self._fail(e)
+                    return
+                self._sendAuth(mechanism)
+
+        def failed(reason: Failure) -> None:
+            if self._failure is None:
+                self._fail(
+                    errors.AuthenticationRequiredError(
+                        f"the token provider failed: {reason.getErrorMessage()}"
+                    )
+                )
+
+        d = maybeDeferred(_awaitable, provider.getToken, refresh)
+        d.addCallbacks(got, failed)
+
+    # -- transactions --------------------------------------------------------------
+
+    def smtpState_rset(self, run: _Run, reply: Reply) -> None:
+        """
+        The transaction state is clean again (without pipelining: now MAIL);
+        a refusal ends the session.
         """
         if reply.code != 250:
             self._fail(errors.ServerRefusedSessionError("RSET", reply))
             return
-        self._needRset = False
-        self._startMail()
+        if not self.pipeliningActive:
+            self._sendMail(run)
 
-    def smtpState_mail(self, reply: Reply) -> None:
+    def smtpState_mail(self, run: _Run, reply: Reply) -> None:
         """
-        250: send the recipients.  A refusal fails the message.
+        250: the recipients (already sent when pipelining).  A refusal
+        decides every recipient of this transaction.
         """
-        tx = self._current
-        assert tx is not None
-        if reply.code != 250:
-            for address in tx.recipients:
-                tx.results[address] = RecipientResult.fromReply(address, reply, "MAIL")
-            self._finish(errors.SenderRefusedError(self._result(tx), reply))
+        tx = run.tx
+        if reply.code == 250:
+            run.mailAccepted = True
+            self._mark(tx, "mail")
+            if not self.pipeliningActive:
+                self._sendRcpts(run)
             return
-        self._mark(tx, "mail")
-        self._enter(Phase.RCPT)
-        self._sendRcpt()
+        run.mailAccepted = False
+        tx.mailRefusal = reply
+        for planned in run.plan.recipients:
+            tx.results[planned.address] = RecipientResult.fromReply(
+                planned.address, reply, "MAIL"
+            )
+        run.unsent.clear()
+        self._stopBody(run)
 
-    def smtpState_rcpt(self, reply: Reply) -> None:
+    def smtpState_rcpt(self, run: _Run, address: str, reply: Reply) -> None:
         """
-        Record this recipient's reply; after the last one, DATA when any was
-        accepted, else the message fails.
+        Record this recipient's reply.  Without pipelining, after the last
+        one: the data when any recipient was accepted.
         """
-        tx = self._current
-        assert tx is not None
-        address = tx.pendingRcpt.popleft()
-        tx.results[address] = RecipientResult.fromReply(address, reply, "RCPT")
-        if tx.pendingRcpt:
-            self._sendRcpt()
+        tx = run.tx
+        run.rcptOutstanding -= 1
+        if run.mailAccepted:
+            result = RecipientResult.fromReply(address, reply, "RCPT")
+            tx.results[address] = result
+            if result.status == "accepted":
+                run.accepted.append(address)
+            elif _tooManyRecipients(reply) and address not in tx.retried:
+                run.tooMany.append(address)
+        if run.unsent and run.mailAccepted:
+            self._sendRcpts(run)
             return
-        if not tx.acceptedAtRcpt():
+        if run.rcptOutstanding or run.unsent:
+            return
+        # Every RCPT has its reply.
+        if self.pipeliningActive:
+            if not run.accepted:
+                if run.mailAccepted:
+                    self._needRset = True
+                self._stopBody(run)
+            return
+        if run.accepted:
+            self._startData(run)
+        else:
             self._needRset = True
-            self._finish(errors.AllRecipientsRefusedError(self._result(tx)))
-            return
-        self._enter(Phase.DATA)
-        self._sendCommand(commands.data(), "DATA", self.smtpState_data)
 
-    def smtpState_data(self, reply: Reply) -> None:
+    def smtpState_data(self, run: _Run, reply: Reply) -> None:
         """
-        354: send the message.  A refusal fails it for every recipient.
+        354: send the message (an empty one when no recipient was accepted:
+        a pipelining server may still say 354).  A refusal fails the message
+        for every accepted recipient.
         """
-        tx = self._current
-        assert tx is not None
+        tx = run.tx
         if reply.code != 354:
-            self._needRset = True
-            self._decideAccepted(tx, reply, "DATA")
-            self._finish(errors.MessageRefusedError(self._result(tx), reply))
+            if run.accepted:
+                tx.messageRefusal = reply
+                self._decideAccepted(run, reply, "DATA")
+            if run.mailAccepted:
+                self._needRset = True
+            return
+        if not run.accepted:
+            if self.lmtp:
+                # An LMTP server owes one reply per accepted recipient after
+                # the data: with none, it would never answer.
+                self._protocolError("354 to DATA with no recipient accepted (LMTP)")
+                return
+            run.finalSent = True
+            self._record("C", "<no recipient accepted: empty message> .")
+            self._expectFinal(run)
+            self._write(b".\r\n")
+            self._afterData(run)
             return
         self._mark(tx, "data")
-        self._enter(Phase.BODY)
-        self._encoder = DataEncoder()
-        self._bodyOctets = 0
-        self._lookahead = b""
         self.dataStarted = True
-        self.transport.registerProducer(self, False)  # type: ignore[union-attr]
-        self.resumeProducing()
+        run.encoder = DataEncoder()
+        self._startBody(run)
 
-    def smtpState_dataFinal(self, reply: Reply) -> None:
+    def smtpState_bdat(self, run: _Run, reply: Reply) -> None:
         """
-        The server's final reply to the message.
+        The reply to a BDAT chunk other than the last.  A refusal ends the
+        transaction: no more chunks, RSET before the next one.
         """
-        tx = self._current
-        assert tx is not None
-        tx.reply = reply
-        self._decideAccepted(tx, reply, "END-OF-DATA")
+        if reply.code == 250:
+            if run.waitingChunk:
+                run.waitingChunk = False
+                self.resumeProducing()
+            return
+        self._bodyRefused(run, reply, "BDAT")
+
+    def smtpState_dataFinal(self, run: _Run, reply: Reply) -> None:
+        """
+        The server's final reply to the message (the end of the data or the
+        last BDAT chunk); with LMTP, one such reply per accepted recipient.
+        """
+        tx = run.tx
+        if run.bodyRefused:
+            return
+        if not run.accepted and run.finalPending is None:
+            # The empty message sent when no recipient was accepted, or a
+            # BDAT LAST refused for want of recipients.
+            if run.plan.chunking and run.mailAccepted:
+                self._needRset = True
+            return
         self._mark(tx, "done")
+        if self.lmtp:
+            if run.finalPending is None:
+                run.finalPending = deque(run.accepted)
+                run.accepted.clear()
+            address = run.finalPending.popleft()
+            tx.results[address] = RecipientResult.fromReply(
+                address, reply, "END-OF-DATA"
+            )
+            if 200 <= reply.code < 300:
+                tx.reply = reply
+            elif tx.reply is None:
+                tx.messageRefusal = reply
+            if run.finalPending:
+                self._expected.appendleft(
+                    _Expectation(
+                        "END-OF-DATA",
+                        lambda r: self.smtpState_dataFinal(run, r),
+                        run,
+                        run.finalPending[0],
+                    )
+                )
+                run.outstanding += 1
+            return
+        tx.reply = reply
         if reply.code != 250:
-            self._finish(errors.MessageRefusedError(self._result(tx), reply))
-        else:
-            self._finish(None)
+            tx.messageRefusal = reply
+            if run.plan.chunking:
+                self._needRset = True
+        self._decideAccepted(run, reply, "END-OF-DATA")
 
     def smtpState_quit(self, reply: Reply) -> None:
         """
@@ -732,18 +1125,67 @@ class ESMTPClient(LineReceiver):
         """
         self.transport.loseConnection()  # type: ignore[union-attr]
 
+    def _commandReply(self, command: _Command, reply: Reply) -> None:
+        """
+        The reply to a NOOP or VRFY: fire its Deferred, go on.
+        """
+        self._command = None
+        command.done = True
+        if reply.code in _SUCCESS[command.verb]:
+            command.deferred.callback(reply)
+        else:
+            command.deferred.errback(
+                errors.SMTPReplyError(command.verb, reply).withTranscript(
+                    self.transcript
+                )
+            )
+        if self._failure is None and self.phase is not Phase.CLOSED:
+            self._enter(Phase.READY)
+            self._nextOperation()
+
     # -- the body producer ----------------------------------------------------------
 
     def resumeProducing(self) -> None:
         """
         Write the next block of the message (the transport asked for more).
         """
-        tx = self._current
-        if self.phase is not Phase.BODY or tx is None or self._encoder is None:
+        run = self._producingRun
+        if run is None or run.waitingChunk or self._failure is not None:
             return
+        with self._hold():
+            self._produce(run)
+            if self._failure is None:
+                self._syncPhase()
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away; connectionLost does the rest.
+        """
+
+    def _startBody(self, run: _Run) -> None:
+        """
+        Start writing the message: at once when it is small, else as the
+        transport asks for more.
+        """
+        run.producing = True
+        self._producingRun = run
+        size = run.message.size
+        if size is not None and size <= CHUNK_SIZE:
+            self._produce(run)
+            return
+        self.transport.registerProducer(self, False)  # type: ignore[union-attr]
+        self._registered = True
+        self.resumeProducing()
+
+    def _produce(self, run: _Run) -> None:
+        """
+        Write one block of the message (a BDAT chunk with its command).
+        """
+        encoder = run.encoder
+        assert encoder is not None
         try:
-            chunk = self._lookahead or tx.source.read(CHUNK_SIZE)
-            following = tx.source.read(CHUNK_SIZE) if chunk else b""
+            chunk = run.lookahead or run.message.read(CHUNK_SIZE)
+            following = run.message.read(CHUNK_SIZE) if chunk else b""
         except Exception as e:
             self._fail(
                 errors.InvalidArgumentError(
@@ -752,10 +1194,10 @@ class ESMTPClient(LineReceiver):
                 polite=False,
             )
             return
-        # Only a file's 8-bitness is unknown up front; bytes were checked
-        # before MAIL.
+        # Only a file's 8-bitness may be unknown up front.
         if (
-            tx.source.eightBit is None
+            run.plan.body is None
+            and not run.plan.smtputf8
             and not self.capabilities.eightBitMIME
             and not chunk.isascii()
         ):
@@ -769,66 +1211,399 @@ class ESMTPClient(LineReceiver):
                 polite=False,
             )
             return
-        self._lookahead = following
-        out = self._encoder.encode(chunk)
-        if not following:
-            out += self._encoder.finish()
-            self._encoder = None
-            self.transport.unregisterProducer()  # type: ignore[union-attr]
-            tx.finalSent = True
-            self._enter(Phase.FINAL)
-            self._record("C", f"<{self._bodyOctets + len(out)} octets of data> .")
-            self._expect("END-OF-DATA", self.smtpState_dataFinal)
-            self.transport.write(out)  # type: ignore[union-attr]
-            return
-        self._bodyOctets += len(out)
-        self.transport.write(out)  # type: ignore[union-attr]
-        self._startTimer("data-block")
+        run.lookahead = following
+        out = encoder.encode(chunk)
+        last = not following
+        if last:
+            out += encoder.finish()
+        if run.plan.chunking:
+            self._writeChunk(run, out, last)
+        elif last:
+            run.finalSent = True
+            self._record("C", f"<{run.octets + len(out)} octets of data> .")
+            self._expectFinal(run)
+            self._write(out)
+        else:
+            run.octets += len(out)
+            self._write(out)
+            if not self._expected:
+                self._startTimer("data-block")
+        if last:
+            self._endBody(run)
+            self._afterData(run)
 
-    def stopProducing(self) -> None:
+    def _writeChunk(self, run: _Run, data: bytes, last: bool) -> None:
+        line = commands.bdat(len(data), last)
+        self._record("C", f"{line.decode('ascii').rstrip()} <{len(data)} octets>")
+        if last:
+            run.finalSent = True
+            self._expectFinal(run)
+        else:
+            self._expect("BDAT", lambda r: self.smtpState_bdat(run, r), run)
+            if not self.pipeliningActive:
+                run.waitingChunk = True
+        self._write(line)
+        self._write(data)
+
+    def _endBody(self, run: _Run) -> None:
+        run.producing = False
+        run.encoder = None
+        run.lookahead = b""
+        if self._producingRun is run:
+            self._producingRun = None
+            if self._registered:
+                self._registered = False
+                self.transport.unregisterProducer()  # type: ignore[union-attr]
+
+    def _stopBody(self, run: _Run) -> None:
         """
-        The transport is going away; connectionLost does the rest.
+        Stop writing BDAT chunks (nobody will take the message); the
+        transaction stays open, so RSET comes before the next one.
         """
+        if run.producing:
+            self._endBody(run)
+            self._needRset = True
+
+    def _bodyRefused(self, run: _Run, reply: Reply, phase: str) -> None:
+        if run.bodyRefused:
+            return
+        run.bodyRefused = True
+        self._stopBody(run)
+        self._needRset = True
+        if run.accepted:
+            run.tx.messageRefusal = reply
+            self._decideAccepted(run, reply, phase)
+
+    def _expectFinal(self, run: _Run) -> None:
+        self._expect(
+            "END-OF-DATA",
+            lambda r: self.smtpState_dataFinal(run, r),
+            run,
+            run.accepted[0] if (self.lmtp and run.accepted) else None,
+        )
+
+    def _afterData(self, run: _Run) -> None:
+        """
+        The end of the data is written: with PIPELINING and DATA, the next
+        transaction's envelope (or QUIT) follows in the same write.
+        """
+        if not self.pipeliningActive or run.plan.chunking:
+            return
+        self._nextOperation(ahead=True)
+
+    # -- the operation queue ----------------------------------------------------------
+
+    def _kick(self) -> None:
+        """
+        Something was queued (or QUIT asked for): start it if idle.
+        """
+        if self.phase is Phase.READY:
+            with self._hold():
+                self._nextOperation()
+                self._syncPhase()
+
+    def _queueCommand(self, verb: str, line: bytes) -> Deferred[Reply]:
+        if self._failure is not None:
+            return fail(copy.copy(self._failure))
+        if self.phase in (Phase.QUIT, Phase.CLOSED) or self._quitRequested:
+            return fail(errors.ConnectionLostError(verb, "the session is closing"))
+        command = _Command(verb, line, Deferred())
+        self._queue.append(command)
+        self._kick()
+        return command.deferred
+
+    def _nextOperation(self, ahead: bool = False) -> None:
+        """
+        Start the next queued operation, or QUIT when asked and idle.
+
+        @param ahead: the previous transaction's data was just written and
+            its reply is outstanding; only a transaction (or QUIT) may follow
+            it in the same flight.
+        """
+        while True:
+            if ahead and self._runs[-1].tx.plans:
+                if self._startRun(self._runs[-1].tx):
+                    return
+                continue
+            if not self._queue:
+                break
+            op = self._queue[0]
+            if isinstance(op, _Command):
+                if ahead:
+                    return
+                self._queue.popleft()
+                self._command = op
+                self._sendCommand(op.line, op.verb, partial(self._commandReply, op))
+                return
+            self._queue.popleft()
+            if not op.begun and not self._beginTransaction(op):
+                continue
+            if self._startRun(op):
+                return
+        if self._wantQuit() and not self._quitSent:
+            self._quitSent = True
+            self._sendCommand(commands.quit(), "QUIT", self.smtpState_quit)
+
+    def _wantQuit(self) -> bool:
+        return not self._queue and (
+            self._quitRequested is not None or self.quitWhenIdle
+        )
+
+    def _mailMax(self) -> int | None:
+        limit = self.capabilities.limits.get("MAILMAX")
+        return limit if limit else None
+
+    def _beginTransaction(self, tx: _Transaction) -> bool:
+        """
+        Plan every SMTP transaction of C{tx} (one per batch of recipients the
+        server's LIMITS allow) before sending anything; a message this
+        session cannot carry fails here, with nothing sent.
+        """
+        tx.begun = True
+        tx.started = self.clock.seconds()
+        # Keep the negotiation and the current transactions only: a
+        # long-lived session's transcript stays bounded.
+        if not self._runs:
+            del self._transcript[self._negotiationEnd :]
+        try:
+            facts = tx.source.facts()
+            plans = [
+                planEnvelope(
+                    tx.sender,
+                    batch,
+                    facts,
+                    self.capabilities,
+                    dsn=tx.dsn,
+                    requireTLS=tx.requireTLS,
+                    tlsActive=self.tlsActive,
+                    preferChunking=self.chunking,
+                )
+                for batch in recipientBatches(tx.recipients, self.capabilities.limits)
+            ]
+            if len(plans) > 1:
+                tx.source.keepForReopen()
+        except errors.MailClientError as e:
+            self._failTransaction(tx, e)
+            return False
+        tx.plans = deque(plans)
+        return True
+
+    def _startRun(self, tx: _Transaction) -> bool:
+        """
+        Write the next SMTP transaction of C{tx}: RSET when due, MAIL, and
+        with pipelining its RCPTs and DATA (or the first BDAT chunk).
+
+        @return: whether a transaction was started (else C{tx} is finished).
+        """
+        plan = tx.plans.popleft()
+        limit = self._mailMax()
+        if limit is not None and self.transactions >= limit:
+            tx.sessionLimit = limit
+            tx.plans.clear()
+            self._maybeCompleteTransaction(tx)
+            return False
+        try:
+            message = tx.source.open(
+                utf8Headers=plan.utf8Headers, downgrade=plan.downgrade
+            )
+            size = sizeParameter(message.size, self.capabilities)
+        except errors.MailClientError as e:
+            tx.plans.clear()
+            if tx.active or tx.results:
+                self._maybeCompleteTransaction(tx)
+            else:
+                self._failTransaction(tx, e)
+            return False
+        params = plan.mailParams + ((size,) if size else ())
+        tx.extensions.update(plan.extensions)
+        if size:
+            tx.extensions.add("SIZE")
+        if self.pipeliningActive:
+            tx.extensions.add("PIPELINING")
+        run = _Run(tx, plan, message, deque(plan.recipients))
+        self._runs.append(run)
+        tx.active += 1
+        self.transactions += 1
+        run.mailParams = params
+        if self._needRset:
+            self._needRset = False
+            self._sendCommand(
+                commands.rset(), "RSET", lambda r: self.smtpState_rset(run, r), run=run
+            )
+            if not self.pipeliningActive:
+                return True
+        self._sendMail(run)
+        return True
+
+    def _sendMail(self, run: _Run) -> None:
+        self._sendCommand(
+            commands.mailFrom(run.plan.sender, run.mailParams, utf8=run.plan.smtputf8),
+            "MAIL",
+            lambda r: self.smtpState_mail(run, r),
+            run=run,
+        )
+        if self.pipeliningActive:
+            self._sendRcpts(run)
+
+    def _sendRcpts(self, run: _Run) -> None:
+        """
+        Send RCPTs: with pipelining up to the window (then DATA, or the
+        first BDAT chunk, in the same flight); without, one.
+        """
+        window = PIPELINE_WINDOW if self.pipeliningActive else 1
+        while run.unsent and run.rcptOutstanding < window:
+            planned = run.unsent.popleft()
+            run.rcptOutstanding += 1
+            self._sendCommand(
+                commands.rcptTo(
+                    planned.wireAddress, planned.params, utf8=run.plan.smtputf8
+                ),
+                "RCPT",
+                partial(self.smtpState_rcpt, run, planned.address),
+                run=run,
+                recipient=planned.address,
+            )
+        if not run.unsent and self.pipeliningActive and not run.dataSent:
+            self._startData(run)
+
+    def _startData(self, run: _Run) -> None:
+        run.dataSent = True
+        if run.plan.chunking:
+            self.dataStarted = True
+            run.encoder = ChunkEncoder(binary=run.plan.body == "BINARYMIME")
+            self._startBody(run)
+            return
+        self._sendCommand(
+            commands.data(), "DATA", lambda r: self.smtpState_data(run, r), run=run
+        )
+
+    def _maybeEndRun(self, run: _Run) -> None:
+        """
+        When every reply of C{run} is in and its body is written, it is
+        over: settle its message, and go on.
+        """
+        if run.outstanding or run.producing or run not in self._runs:
+            return
+        self._runs.remove(run)
+        tx = run.tx
+        tx.active -= 1
+        if run.tooMany and any(r.status == "accepted" for r in tx.results.values()):
+            self._retryTooMany(tx, run.tooMany)
+        if tx.plans and not tx.active and tx not in self._queue:
+            self._queue.appendleft(tx)
+        self._maybeCompleteTransaction(tx)
+        if not self._runs and not self._expected and self._command is None:
+            self._enter(Phase.READY)
+            self._nextOperation()
+
+    def _retryTooMany(self, tx: _Transaction, addresses: list[str]) -> None:
+        """
+        The server took some recipients but said "too many" (452) to
+        C{addresses}: try those once more, in a transaction of their own.
+        """
+        retry = tuple(r for r in tx.recipients if r.address in addresses)
+        tx.retried.update(addresses)
+        tx.plans.append(
+            planEnvelope(
+                tx.sender,
+                retry,
+                tx.source.facts(),
+                self.capabilities,
+                dsn=tx.dsn,
+                requireTLS=tx.requireTLS,
+                tlsActive=self.tlsActive,
+                preferChunking=self.chunking,
+            )
+        )
+        tx.source.keepForReopen()
+
+    def _maybeCompleteTransaction(self, tx: _Transaction) -> None:
+        if tx.done or tx.active or tx.plans:
+            return
+        tx.done = True
+        result = self._result(tx)
+        if result.accepted:
+            tx.deferred.callback(result)
+            return
+        error: errors.MailClientError
+        phases = {r.phase for r in result.recipients.values()}
+        if tx.sessionLimit is not None and phases == {"SESSION"}:
+            error = errors.SessionLimitError(tx.sessionLimit, result)
+        elif phases == {"MAIL"} and tx.mailRefusal is not None:
+            error = errors.SenderRefusedError(result, tx.mailRefusal)
+        elif tx.messageRefusal is not None and phases & {
+            "DATA",
+            "BDAT",
+            "END-OF-DATA",
+        }:
+            error = errors.MessageRefusedError(result, tx.messageRefusal)
+        else:
+            error = errors.AllRecipientsRefusedError(result)
+        tx.deferred.errback(error.withTranscript(result.transcript))
+
+    def _failTransaction(self, tx: _Transaction, error: errors.MailClientError) -> None:
+        """
+        C{tx} cannot be sent on this session: fail it alone, nothing sent.
+        """
+        tx.done = True
+        tx.plans.clear()
+        error.result = self._result(tx)
+        tx.deferred.errback(error.withTranscript(self.transcript))
 
     # -- internals --------------------------------------------------------------------
 
     def _newTransaction(
         self,
         fromAddress: str | bytes,
-        toAddresses: str | bytes | Iterable[str | bytes],
+        toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
         message: object,
+        dsn: DSN | None,
+        requireTLS: bool,
     ) -> _Transaction:
-        sender = commands.validateAddress(fromAddress, "fromAddress", allowEmpty=True)
-        if isinstance(toAddresses, str | bytes):
+        sender = commands.validateAddress(
+            fromAddress, "fromAddress", allowEmpty=True, utf8=True
+        )
+        if isinstance(toAddresses, str | bytes | Recipient):
             toAddresses = [toAddresses]
         elif not isinstance(toAddresses, Iterable):
             raise errors.InvalidArgumentError(
                 "toAddresses", toAddresses, "expected an address or a list of them"
             )
-        recipients = tuple(
-            commands.validateAddress(a, "toAddress") for a in toAddresses
-        )
+        recipients: list[Recipient] = []
+        seen: set[str] = set()
+        for given in toAddresses:
+            if isinstance(given, Recipient):
+                address = commands.validateAddress(
+                    given.address, "toAddress", utf8=True
+                )
+                recipient = given
+            else:
+                address = commands.validateAddress(given, "toAddress", utf8=True)
+                recipient = Recipient(address)
+            if address in seen:
+                raise errors.InvalidArgumentError(
+                    "toAddresses", address, "listed more than once"
+                )
+            seen.add(address)
+            recipients.append(recipient)
         if not recipients:
             raise errors.InvalidArgumentError(
-                "toAddresses", recipients, "at least one recipient is needed"
+                "toAddresses", (), "at least one recipient is needed"
             )
-        seen: set[str] = set()
-        for r in recipients:
-            if r in seen:
-                raise errors.InvalidArgumentError(
-                    "toAddresses", r, "listed more than once"
-                )
-            seen.add(r)
+        if dsn is not None and not isinstance(dsn, DSN):
+            raise errors.InvalidArgumentError("dsn", dsn, "expected a mailclient.DSN")
         source = toMessageSource(message)
         d: Deferred[SendResult] = Deferred(lambda _: self._cancel(transaction))
-        transaction = _Transaction(sender, recipients, source, d)
+        transaction = _Transaction(
+            sender, tuple(recipients), source, d, dsn, bool(requireTLS)
+        )
         return transaction
 
     def _cancel(self, tx: _Transaction) -> None:
         if tx.done:
             return
-        if tx is not self._current:
-            self._queue.remove(tx)  # not done, not current: still queued
+        if not tx.begun:
+            self._queue.remove(tx)  # not done, not begun: still queued
             tx.done = True
             tx.deferred.errback(errors.SendCancelledError("queued"))
             return
@@ -839,9 +1614,50 @@ class ESMTPClient(LineReceiver):
             raise AssertionError(f"no transition {self.phase} -> {phase}")
         self.phase = phase
 
+    def _syncPhase(self) -> None:
+        """
+        After a reply in a transaction: the phase is what we wait for now.
+        """
+        if self.phase not in _TRANSACTION_PHASES:
+            return
+        if self._expected:
+            target = _VERB_PHASE[self._expected[0].verb]
+        elif self._producingRun is not None:
+            target = Phase.BODY
+        else:
+            return
+        if target is not self.phase:
+            self._enter(target)
+
     def _record(self, direction: str, text: str) -> None:
         self._transcript.append((direction, text))
         _log.debug("{direction} {line}", direction=direction, line=text)
+
+    @contextmanager
+    def _hold(self) -> Iterator[None]:
+        """
+        Collect what is written meanwhile into one write.
+        """
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self._flush()
+
+    def _write(self, data: bytes) -> None:
+        self._outbox.append(data)
+        if not self._holding:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        if self.transport is not None and not self._lost:
+            self.transport.write(data)
 
     def _sendCommand(
         self,
@@ -849,17 +1665,27 @@ class ESMTPClient(LineReceiver):
         verb: str,
         handler: Callable[[Reply], None],
         transcript: str | None = None,
+        run: _Run | None = None,
+        recipient: str | None = None,
     ) -> None:
         self._record(
             "C", transcript if transcript is not None else commands.redactCommand(line)
         )
-        self._expect(verb, handler)
-        self.transport.write(line)  # type: ignore[union-attr]
+        self._expect(verb, handler, run, recipient)
+        self._write(line)
 
-    def _expect(self, verb: str, handler: Callable[[Reply], None]) -> None:
+    def _expect(
+        self,
+        verb: str,
+        handler: Callable[[Reply], None],
+        run: _Run | None = None,
+        recipient: str | None = None,
+    ) -> None:
         if not self._expected:
             self._startTimer(verb)
-        self._expected.append(_Expectation(verb, handler))
+        self._expected.append(_Expectation(verb, handler, run, recipient))
+        if run is not None:
+            run.outstanding += 1
 
     def _startTimer(self, phase: str) -> None:
         self._cancelTimer()
@@ -890,6 +1716,11 @@ class ESMTPClient(LineReceiver):
     def _sendEHLO(self) -> None:
         self._enter(Phase.EHLO)
         assert self.heloName is not None
+        if self.lmtp:
+            self._sendCommand(
+                commands.lhlo(self.heloName), "LHLO", self.esmtpState_ehlo
+            )
+            return
         self._sendCommand(commands.ehlo(self.heloName), "EHLO", self.esmtpState_ehlo)
 
     def _facts(self) -> SessionFacts:
@@ -929,7 +1760,8 @@ class ESMTPClient(LineReceiver):
 
     def _failEhloRefused(self) -> None:
         assert self._lastRefusal is not None
-        self._fail(errors.ServerRefusedSessionError("EHLO", self._lastRefusal))
+        verb = "LHLO" if self.lmtp else "EHLO"
+        self._fail(errors.ServerRefusedSessionError(verb, self._lastRefusal))
 
     def _failTLSRequired(self) -> None:
         if self._starttlsRefused:
@@ -965,81 +1797,42 @@ class ESMTPClient(LineReceiver):
     def _becomeReady(self) -> None:
         self._enter(Phase.READY)
         self._negotiationEnd = len(self._transcript)
-        self._nextTransaction()
+        self._isReady = True
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.callback(self.sessionInfo())
+        if self.phase is Phase.READY:
+            self._nextOperation()
 
-    def _unsendable(self, tx: _Transaction) -> errors.MailClientError | None:
+    def _decideAccepted(self, run: _Run, reply: Reply, phase: str) -> None:
         """
-        Why C{tx} cannot be sent on this session, if it cannot.
+        C{reply} decides every recipient of C{run} still waiting for the
+        data's outcome.
         """
-        if tx.source.eightBit and not self.capabilities.eightBitMIME:
-            return errors.UnsupportedFeatureError(
-                "message",
-                "8-bit data",
-                "the message has 8-bit octets and the server does not "
-                "advertise 8BITMIME",
-            )
-        return None
-
-    def _nextTransaction(self) -> None:
-        while self._queue:
-            tx = self._queue.popleft()
-            problem = self._unsendable(tx)
-            if problem is not None:
-                tx.done = True
-                tx.deferred.errback(problem.withTranscript(self.transcript))
-                continue
-            self._current = tx
-            # Keep the negotiation and this transaction only: a long-lived
-            # session's transcript stays bounded.
-            del self._transcript[self._negotiationEnd :]
-            tx.begun = True
-            tx.started = self.clock.seconds()
-            if self._needRset:
-                self._enter(Phase.RSET)
-                self._sendCommand(commands.rset(), "RSET", self.smtpState_rset)
-            else:
-                self._startMail()
-            return
-        if self._quitRequested is not None or self.quitWhenIdle:
-            self._enter(Phase.QUIT)
-            self._sendCommand(commands.quit(), "QUIT", self.smtpState_quit)
-
-    def _startMail(self) -> None:
-        tx = self._current
-        assert tx is not None
-        params = (
-            ["BODY=8BITMIME"]
-            if (tx.source.eightBit is not False and self.capabilities.eightBitMIME)
-            else []
-        )
-        self._enter(Phase.MAIL)
-        tx.pendingRcpt = deque(tx.recipients)
-        self._sendCommand(
-            commands.mailFrom(tx.sender, params), "MAIL", self.smtpState_mail
-        )
-
-    def _sendRcpt(self) -> None:
-        tx = self._current
-        assert tx is not None
-        self._sendCommand(
-            commands.rcptTo(tx.pendingRcpt[0]), "RCPT", self.smtpState_rcpt
-        )
-
-    def _decideAccepted(self, tx: _Transaction, reply: Reply, phase: str) -> None:
-        for address in tx.acceptedAtRcpt():
-            tx.results[address] = RecipientResult.fromReply(address, reply, phase)
+        results = run.tx.results
+        for address in run.accepted:
+            results[address] = RecipientResult.fromReply(address, reply, phase)
+        run.accepted.clear()
 
     def _mark(self, tx: _Transaction, step: str) -> None:
-        tx.timings[step] = self.clock.seconds() - tx.started
+        tx.timings.setdefault(step, self.clock.seconds() - tx.started)
 
     def _result(self, tx: _Transaction) -> SendResult:
-        notAttempted = RecipientResult(
-            "", "not-attempted", None, None, "not attempted", "SESSION"
-        )
-        recipients = {
-            a: tx.results.get(a) or attrs.evolve(notAttempted, address=a)
-            for a in tx.recipients
-        }
+        results = tx.results
+        recipients = {}
+        for r in tx.recipients:
+            found = results.get(r.address)
+            if found is None:
+                text = (
+                    f"not attempted: the server allows {tx.sessionLimit} "
+                    "transactions per session (LIMITS MAILMAX)"
+                    if tx.sessionLimit is not None
+                    else "not attempted"
+                )
+                found = RecipientResult(
+                    r.address, "not-attempted", None, None, text, "SESSION"
+                )
+            recipients[r.address] = found
         # A message that never began shares the negotiation's transcript (all
         # of it when the session failed before it was ready).
         transcript = (
@@ -1054,54 +1847,53 @@ class ESMTPClient(LineReceiver):
             session=self.sessionInfo(),
             transcript=tuple(transcript),
             timings=dict(tx.timings),
+            extensions=frozenset(tx.extensions),
         )
 
-    def _finish(self, error: errors.MailClientError | None) -> None:
-        tx = self._current
-        assert tx is not None
-        self._current = None
-        tx.done = True
-        self._enter(Phase.READY)
-        if error is None:
-            tx.deferred.callback(self._result(tx))
-        else:
-            tx.deferred.errback(error.withTranscript(self._result(tx).transcript))
-        if self.phase is Phase.READY:
-            self._nextTransaction()
-
-    def _recordClosing(self, verb: str, reply: Reply) -> None:
+    def _recordClosing(self, expectation: _Expectation, reply: Reply) -> None:
         """
-        A 421 answered C{verb}: it decides the recipients it concerns (they
-        are deferred, not of unknown fate: the server said no).
+        A 421 answered C{expectation}: it decides the recipients it concerns
+        (they are deferred, not of unknown fate: the server said no).
         """
-        tx = self._current
-        if tx is None:
+        run = expectation.run
+        if run is None:
             return
+        verb = expectation.verb
+        tx = run.tx
         if verb == "MAIL":
-            for address in tx.recipients:
-                tx.results[address] = RecipientResult.fromReply(address, reply, verb)
+            for planned in run.plan.recipients:
+                tx.results[planned.address] = RecipientResult.fromReply(
+                    planned.address, reply, verb
+                )
+            run.accepted.clear()
         elif verb == "RCPT":
-            address = tx.pendingRcpt[0]
-            tx.results[address] = RecipientResult.fromReply(address, reply, verb)
+            assert expectation.recipient is not None
+            tx.results[expectation.recipient] = RecipientResult.fromReply(
+                expectation.recipient, reply, verb
+            )
         else:
             if verb == "END-OF-DATA":
                 tx.reply = reply
-            self._decideAccepted(tx, reply, verb)
+            if run.finalPending:
+                run.accepted.extend(run.finalPending)
+                run.finalPending.clear()
+            self._decideAccepted(run, reply, verb)
 
-    def _interrupted(self, tx: _Transaction, why: str) -> None:
+    def _interrupted(self, run: _Run, why: str) -> None:
         """
         Record what is known of each recipient accepted at RCPT when the
-        session ends before the final reply: C{"unknown"} once the end of the
-        data was sent, else C{"deferred"} (nothing was delivered).
+        session ends before the data's outcome: C{"unknown"} once the end of
+        the data was sent, else C{"deferred"} (nothing was delivered).
         """
-        for address in tx.acceptedAtRcpt():
-            if tx.finalSent:
+        waiting = list(run.accepted) + list(run.finalPending or ())
+        for address in waiting:
+            if run.finalSent:
                 status: RecipientStatus = "unknown"
                 text = f"{why} after the end of the data, before its reply"
             else:
                 status = "deferred"
                 text = f"{why} before the message was complete"
-            tx.results[address] = RecipientResult(
+            run.tx.results[address] = RecipientResult(
                 address, status, None, None, text, "SESSION"
             )
 
@@ -1118,28 +1910,51 @@ class ESMTPClient(LineReceiver):
             return
         self._failure = error
         self._cancelTimer()
+        self._outbox.clear()
         wasPhase = self.phase
         self.phase = Phase.CLOSED
-        tx = self._current
-        self._current = None
-        pending = [t for t in ([tx] if tx else []) + list(self._queue) if not t.done]
+        writing = self._producingRun is not None
+        runs = list(self._runs)
+        self._runs.clear()
+        self._producingRun = None
+        self._expected.clear()
+        pending: list[_Transaction] = []
+        for run in runs:
+            self._interrupted(run, type(error).__name__)
+            if run.tx not in pending:
+                pending.append(run.tx)
+        commandsPending = [self._command] if self._command else []
+        for op in self._queue:
+            if isinstance(op, _Command):
+                commandsPending.append(op)
+            elif op not in pending:
+                pending.append(op)
         self._queue.clear()
-        if tx is not None:
-            self._interrupted(tx, type(error).__name__)
+        self._command = None
+        pending = [t for t in pending if not t.done]
         error.withTranscript(self.transcript)
-        # Mark every message done before firing any Deferred: a callback may
+        # Mark everything done before firing any Deferred: a callback may
         # cancel or queue another one.
         for t in pending:
             t.done = True
-        for index, t in enumerate(pending):
-            e = error if index == 0 else copy.copy(error)
+        first = True
+        for t in pending:
+            e = error if first else copy.copy(error)
+            first = False
             e.result = self._result(t)
             e.withTranscript(e.result.transcript)
             if not t.deferred.called:
                 t.deferred.errback(e)
+        for c in commandsPending:
+            if not c.done:
+                c.done = True
+                c.deferred.errback(copy.copy(error))
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.errback(copy.copy(error))
         if self.transport is None or self._lost or wasPhase is Phase.CONNECTING:
             return
-        if polite and wasPhase is not Phase.BODY:
+        if polite and not writing:
             self._record("C", "QUIT")
             self.transport.write(commands.quit())
             self.transport.loseConnection()
@@ -1150,6 +1965,44 @@ class ESMTPClient(LineReceiver):
         d = self._quitRequested
         if d is not None and not d.called:
             d.callback(None)
+
+
+class LMTPClient(ESMTPClient):
+    """
+    An LMTP client session (RFC 2033): LHLO instead of EHLO (no HELO
+    fallback), and after the data one reply per accepted recipient, each
+    deciding that recipient's result.  Everything else is as
+    L{ESMTPClient}.
+    """
+
+    lmtp = True
+
+
+_TRANSACTION_PHASES = frozenset(
+    {
+        Phase.READY,
+        Phase.RSET,
+        Phase.MAIL,
+        Phase.RCPT,
+        Phase.DATA,
+        Phase.BODY,
+        Phase.BDAT,
+        Phase.FINAL,
+        Phase.NOOP,
+        Phase.VRFY,
+    }
+)
+
+
+def _awaitable(function: Callable[..., object], *args: object) -> object:
+    """
+    Call C{function}; turn a coroutine or other awaitable it returns into a
+    Deferred.
+    """
+    result = function(*args)
+    if inspect.isawaitable(result):
+        return ensureDeferred(cast(Coroutine[Any, Any, object], result))
+    return result
 
 
 def _describeTLSError(reason: Failure) -> str:

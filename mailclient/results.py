@@ -136,6 +136,10 @@ class SendResult:
         received), C{"done"} (final reply received).
     @ivar attempts: how many connections were tried (retries before any data
         was sent add to it).
+    @ivar extensions: the SMTP extensions this message used, such as
+        C{"PIPELINING"}, C{"CHUNKING"}, C{"SIZE"}, C{"8BITMIME"},
+        C{"SMTPUTF8"}, C{"DSN"} or C{"REQUIRETLS"}: DSN options given for a
+        server without DSN are not sent, and C{"DSN"} is then missing here.
     """
 
     sender: str
@@ -145,6 +149,7 @@ class SendResult:
     transcript: tuple[tuple[str, str], ...] = ()
     timings: Mapping[str, float] = attrs.field(factory=dict)
     attempts: int = 1
+    extensions: frozenset[str] = frozenset()
 
     @property
     def queueId(self) -> str | None:

@@ -3,12 +3,20 @@ An aiosmtpd-based SMTP server for mailclient's interop tests.
 
 Started in the background by C{.ci/peers/start.sh aiosmtpd} with the project
 venv's interpreter (aiosmtpd is in the C{test} extra).  It listens on three
-loopback ports:
+loopback SMTP ports and, with C{--lmtp-port}, one LMTP port:
 
   - smtp: STARTTLS offered, AUTH offered in clear and after TLS, AUTH optional;
   - submission: STARTTLS required before MAIL (530), AUTH only after TLS and
     required (530 at MAIL without it);
-  - smtps: implicit TLS (the socket is TLS from the first byte), AUTH required.
+  - smtps: implicit TLS (the socket is TLS from the first byte), AUTH required;
+  - lmtp: LMTP (RFC 2033) in clear, no STARTTLS, no AUTH: LHLO instead of
+    EHLO (HELO and EHLO get 500), and after the data one reply per accepted
+    recipient, in RCPT order.
+
+The SMTP listeners offer SIZE, 8BITMIME, SMTPUTF8 (and STARTTLS/AUTH as
+above); aiosmtpd has neither PIPELINING in its EHLO (although it answers
+pipelined commands in order) nor BDAT/CHUNKING.  The LMTP listener offers
+PIPELINING, ENHANCEDSTATUSCODES, SIZE, 8BITMIME and SMTPUTF8.
 
 AUTH mechanisms: PLAIN and LOGIN (aiosmtpd's own) and CRAM-MD5 (below).
 
@@ -23,7 +31,13 @@ Test triggers, chosen by the local part of an address:
   - RCPT TO reject@ -> 550 5.1.1, tempfail@ -> 450 4.2.1
   - MAIL FROM reject@ -> 550 5.7.1, tempfail@ -> 451 4.3.0
   - MAIL FROM eod-reject@ -> 554 5.7.1 after the data,
-    eod-tempfail@ -> 451 4.7.1 after the data
+    eod-tempfail@ -> 451 4.7.1 after the data (LMTP: once per recipient)
+  - LMTP only, RCPT TO lmtp-reject@ -> 250 at RCPT, then 550 5.1.1 for that
+    recipient after the data; lmtp-tempfail@ -> 250, then 452 4.2.2
+
+LMTP deliveries go into the same Maildir and envelopes directory; their
+envelope records say C{"protocol": "LMTP"} (the SMTP ones C{"ESMTP"} or
+C{"SMTP"}).
 
 This file is a script, not part of the mailclient package.
 """
@@ -43,9 +57,11 @@ import signal
 import ssl
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, cast
 
+from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 log = logging.getLogger("mailclient-peer")
@@ -61,6 +77,11 @@ RECIPIENT_TRIGGERS = {
 END_OF_DATA_TRIGGERS = {
     "eod-reject": "554 5.7.1 Message rejected after data (test trigger)",
     "eod-tempfail": "451 4.7.1 Message deferred after data (test trigger)",
+}
+# LMTP: per-recipient final replies (after the data) by the recipient's local part
+LMTP_RECIPIENT_TRIGGERS = {
+    "lmtp-reject": "550 5.1.1 <{address}> Mailbox unavailable (LMTP test trigger)",
+    "lmtp-tempfail": "452 4.2.2 <{address}> Mailbox full (LMTP test trigger)",
 }
 
 
@@ -168,8 +189,23 @@ class MaildirHandler:
         refusal = END_OF_DATA_TRIGGERS.get(localPart(envelope.mail_from))
         if refusal is not None:
             return refusal
-        data = envelope.original_content or b""
         queueId = secrets.token_hex(5).upper()
+        self.deliver(server, session, envelope, queueId, range(len(envelope.rcpt_tos)))
+        return f"250 2.0.0 Ok: queued as {queueId}"
+
+    def deliver(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        queueId: str,
+        indexes: Iterable[int],
+    ) -> None:
+        """
+        Write one Maildir file and one envelope record for each recipient
+        C{envelope.rcpt_tos[i]}, C{i} in C{indexes}.
+        """
+        data = envelope.original_content or b""
         tlsInfo = None
         sslObject = (
             server.transport.get_extra_info("ssl_object") if server.transport else None
@@ -179,10 +215,18 @@ class MaildirHandler:
         sockname = (
             server.transport.get_extra_info("sockname") if server.transport else None
         )
-        for index, recipient in enumerate(envelope.rcpt_tos):
+        if isinstance(server, LMTP):
+            protocol = "LMTP"
+        else:
+            protocol = "ESMTP" if session.extended_smtp else "SMTP"
+        recipients = []
+        for index in indexes:
+            recipient = envelope.rcpt_tos[index]
+            recipients.append(recipient)
             name = f"{time.time_ns()}.P{os.getpid()}Q{next(self.sequence)}.{queueId}"
             record = {
                 "queue_id": queueId,
+                "protocol": protocol,
                 "mail_from": envelope.mail_from,
                 "rcpt_to": list(envelope.rcpt_tos),
                 "recipient": recipient,
@@ -203,18 +247,116 @@ class MaildirHandler:
             temporary.write_bytes(data)
             temporary.rename(self.maildir / "new" / name)
         log.info(
-            "queued %s from=%s to=%s size=%d",
+            "%s queued %s from=%s to=%s size=%d",
+            protocol,
             queueId,
             envelope.mail_from,
-            envelope.rcpt_tos,
+            recipients,
             len(data),
         )
-        return f"250 2.0.0 Ok: queued as {queueId}"
+
+
+class LMTPHandler(MaildirHandler):
+    """
+    The handler of the LMTP listener: the same triggers and Maildir, plus
+    LMTP's per-recipient replies after the data and the LHLO keywords
+    RFC 2033 requires (PIPELINING, ENHANCEDSTATUSCODES).
+    """
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """
+        Called for LHLO (aiosmtpd's LMTP runs its EHLO code): add
+        PIPELINING and ENHANCEDSTATUSCODES after the first line.
+        """
+        session.host_name = hostname
+        return [
+            *responses[:1],
+            "250-PIPELINING",
+            "250-ENHANCEDSTATUSCODES",
+            *responses[1:],
+        ]
+
+    async def handle_NOOP(
+        self, server: SMTP, session: Session, envelope: Envelope, arg: str
+    ) -> str:
+        return "250 2.0.0 OK"
+
+    async def handle_RSET(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        return "250 2.0.0 OK"
+
+    async def handle_QUIT(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        return "221 2.0.0 Bye"
+
+    async def handle_DATA(
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        """
+        One reply line per accepted recipient, in RCPT order, joined with
+        CRLF: aiosmtpd's LMTP class sends whatever this returns as one
+        "status" and adds the final CRLF itself.
+        """
+        queueId = secrets.token_hex(5).upper()
+        refusal = END_OF_DATA_TRIGGERS.get(localPart(envelope.mail_from))
+        replies = []
+        delivered = []
+        for index, address in enumerate(envelope.rcpt_tos):
+            if refusal is not None:
+                replies.append(refusal)
+                continue
+            trigger = LMTP_RECIPIENT_TRIGGERS.get(localPart(address))
+            if trigger is not None:
+                replies.append(trigger.format(address=address))
+                continue
+            delivered.append(index)
+            replies.append(f"250 2.0.0 <{address}> Ok: delivered as {queueId}")
+        if delivered:
+            self.deliver(server, session, envelope, queueId, delivered)
+        return "\r\n".join(replies)
+
+
+class PeerLMTP(LMTP):
+    """
+    aiosmtpd's LMTP, with the replies it sends itself after the data (552
+    too much mail data, 500 line too long) repeated once per recipient, as
+    an LMTP client waits for one reply per accepted recipient.
+    """
+
+    _recipientsInData = 0
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._recipientsInData = len(self.envelope.rcpt_tos) if self.envelope else 0
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._recipientsInData = 0
+
+    async def push(self, status: Any) -> bool:
+        if (
+            self._recipientsInData > 1
+            and isinstance(status, str)
+            and status[:3] in ("500", "552")
+            and "\r\n" not in status
+        ):
+            status = "\r\n".join([status] * self._recipientsInData)
+            self._recipientsInData = 0
+        return cast(bool, await super().push(status))
 
 
 async def serve(options: argparse.Namespace) -> None:
     """
-    Listen on the three ports until SIGTERM or SIGINT.
+    Listen on the three SMTP ports (and the LMTP port, when given) until
+    SIGTERM or SIGINT.
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(options.cert, options.key)
@@ -264,12 +406,40 @@ async def serve(options: argparse.Namespace) -> None:
                 factory, options.host, port, ssl=socketTLS, reuse_address=True
             )
         )
+    ports = sorted(listeners)
+    if options.lmtp_port:
+        lmtpHandler = LMTPHandler(
+            Path(options.maildir),
+            Path(options.envelopes),
+            options.user,
+            options.password,
+        )
+
+        def lmtpFactory() -> SMTP:
+            # No tls_context: no STARTTLS.  auth_require_tls without TLS:
+            # no AUTH in the LHLO reply, none needed.
+            return PeerLMTP(
+                lmtpHandler,
+                loop=loop,
+                hostname="localhost",
+                ident="LMTP aiosmtpd (mailclient test peer)",
+                data_size_limit=options.size_limit,
+                enable_SMTPUTF8=True,
+                auth_require_tls=True,
+            )
+
+        servers.append(
+            await loop.create_server(
+                lmtpFactory, options.host, options.lmtp_port, reuse_address=True
+            )
+        )
+        ports.append(options.lmtp_port)
     if options.pid_file:
         Path(options.pid_file).write_text(f"{os.getpid()}\n")
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    log.info("listening on %s ports %s", options.host, sorted(listeners))
+    log.info("listening on %s ports %s", options.host, ports)
     await stopping.wait()
     for server in servers:
         server.close()
@@ -287,6 +457,7 @@ def main() -> None:
     parser.add_argument("--smtp-port", type=int, required=True)
     parser.add_argument("--submission-port", type=int, required=True)
     parser.add_argument("--smtps-port", type=int, required=True)
+    parser.add_argument("--lmtp-port", type=int, help="also serve LMTP on this port")
     parser.add_argument("--cert", required=True, help="PEM chain, server first")
     parser.add_argument("--key", required=True)
     parser.add_argument("--maildir", required=True)

@@ -22,6 +22,8 @@
 #     apt from upgrading a package that is already there.
 set -euo pipefail
 
+# libsasl2-modules has every mechanism the Postfix peer offers, SCRAM-SHA-1
+# and SCRAM-SHA-256 included (libscram.so; check with saslpluginviewer).
 PACKAGES=(postfix sasl2-bin libsasl2-modules openssl ca-certificates)
 # Commands and files the start script relies on.
 NEEDED_FILES=(/usr/sbin/postfix /usr/lib/postfix/sbin/master /usr/sbin/saslpasswd2 /usr/bin/openssl)

@@ -4,15 +4,29 @@
 #   .ci/peers/start.sh                    # both: postfix and aiosmtpd
 #   .ci/peers/start.sh postfix            # only the ones named
 #
-# Each peer gets three listeners on 127.0.0.1:
+# Each peer gets three SMTP listeners on 127.0.0.1:
 #
 #   smtp        STARTTLS offered; AUTH offered (also in clear); mail without AUTH accepted
 #   submission  STARTTLS required (530 for MAIL before it); AUTH only after TLS, required
 #   smtps       implicit TLS; AUTH required
 #
-# Default ports (BASE+25 / BASE+587 / BASE+465):
-#   postfix  11025 11587 11465   MAILCLIENT_POSTFIX_PORT_BASE  (default 11000)
-#   aiosmtpd 14025 14587 14465   MAILCLIENT_AIOSMTPD_PORT_BASE (default 14000)
+# and the aiosmtpd peer also an LMTP listener (RFC 2033): in clear, no
+# STARTTLS, no AUTH, LHLO (HELO/EHLO get 500), one reply per accepted
+# recipient after the data.  Its deliveries go to the aiosmtpd Maildir.
+#
+# Default ports (BASE+25 / BASE+587 / BASE+465, LMTP BASE+24):
+#   postfix  11025 11587 11465         MAILCLIENT_POSTFIX_PORT_BASE  (default 11000)
+#   aiosmtpd 14025 14587 14465, 14024  MAILCLIENT_AIOSMTPD_PORT_BASE (default 14000)
+#
+# What the EHLO/LHLO replies offer (the contract checked by
+# tests/interop/test_peers_offer.py):
+#   postfix   PIPELINING SIZE 1048576 8BITMIME SMTPUTF8 DSN ENHANCEDSTATUSCODES
+#             CHUNKING (also VRFY ETRN), STARTTLS where not yet in TLS, and
+#             AUTH PLAIN LOGIN CRAM-MD5 DIGEST-MD5 SCRAM-SHA-1 SCRAM-SHA-256
+#             (not before STARTTLS on submission)
+#   aiosmtpd  SIZE 1048576 8BITMIME SMTPUTF8, STARTTLS, AUTH PLAIN LOGIN
+#             CRAM-MD5; no PIPELINING keyword, no CHUNKING/BDAT, no DSN
+#   lmtp      PIPELINING ENHANCEDSTATUSCODES SIZE 1048576 8BITMIME SMTPUTF8
 #
 # Other settings (environment):
 #   MAILCLIENT_PEERS_RUN     runtime directory        [<repo>/run/peers]
@@ -25,9 +39,22 @@
 #   RCPT reject@ 550 5.1.1   RCPT tempfail@ 450 4.2.1
 #   MAIL reject@ 550 5.7.1   MAIL tempfail@ 451 4.3.0
 #   MAIL eod-reject@ 554 5.7.1 / eod-tempfail@ 451 4.7.1 after the data
+#     (LMTP: that reply once per recipient)
+#   postfix only: RCPT bounce@ is accepted, then its delivery fails (5.1.1)
+#     and Postfix mails a failure DSN to the sender
+#   LMTP only: RCPT lmtp-reject@ / lmtp-tempfail@ are accepted (250), and
+#     after the data that recipient gets 550 5.1.1 / 452 4.2.2
 #
-# The JSON line is also saved as $RUN/<peer>/peer.json.  A peer that is
-# already running is left alone (its JSON is printed again).  Starting a peer
+# Every other address is accepted and delivered into the peer's one Maildir:
+# any domain, UTF-8 local parts and IDN domains in U-label or A-label form
+# (bücher.example, xn--bcher-kva.example) with MAIL FROM ... SMTPUTF8.
+# Postfix mails DSNs (NOTIFY=SUCCESS, and failures) from MAILER-DAEMON to the
+# sender, which lands in the same Maildir: Content-Type multipart/report;
+# report-type=delivery-status, "Original-Envelope-Id: <ENVID>" when given.
+#
+# The JSON line is also saved as $RUN/<peer>/peer.json (the aiosmtpd one has
+# "ports": {..., "lmtp": 14024}).  A peer that is
+# already running is left alone (its saved JSON is printed again).  Starting a peer
 # wipes its directory (Maildir included); the PKI is kept.  Postfix needs
 # root; it runs as a private instance with its own config, queue and Maildir,
 # never as the system MTA and never on port 25.
@@ -72,6 +99,7 @@ ports_for() {   # ports_for DEFAULT_BASE ENV_NAME
   local base="${!2:-$1}"
   [[ "$base" =~ ^[0-9]+$ ]] || die "$2 must be a number"
   SMTP_PORT=$((base + 25)) SUBMISSION_PORT=$((base + 587)) SMTPS_PORT=$((base + 465))
+  LMTP_PORT=$((base + 24))
 }
 
 refuse_busy_ports() {
@@ -200,6 +228,10 @@ common_fields() {   # common_fields PEER DIR
     "maildir=$2/maildir" "run_dir=$2"
 }
 
+# saved_json DIR: print the peer.json a running peer was started with (it
+# describes that process, whatever the environment says now).
+saved_json() { [[ -s "$1/peer.json" ]] && cat "$1/peer.json"; }
+
 # ---------------------------------------------------------------- postfix ----
 
 postfix_main_cf() {   # postfix_main_cf DIR
@@ -243,6 +275,18 @@ virtual_mailbox_limit = 0
 message_size_limit = $SIZE_LIMIT
 smtputf8_enable = yes
 enable_long_queue_ids = yes
+
+# The EHLO reply: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN,
+# ENHANCEDSTATUSCODES and CHUNKING are Postfix's defaults; make sure none is
+# discarded.  (Mail to a U-label domain needs MAIL FROM ... SMTPUTF8, else
+# 501 5.1.3; the A-label form works without.)
+smtpd_discard_ehlo_keywords =
+smtpd_discard_ehlo_keyword_address_maps =
+# The "bounce@" trigger: accepted at RCPT, then the delivery fails and the
+# sender gets a failure DSN (in the Maildir, as every domain is ours).
+transport_maps = regexp:$d/conf/transport_triggers
+# (without this, smtpd would refuse bounce@ at RCPT already)
+smtpd_reject_unlisted_recipient = no
 
 # No syslogd in containers: log to a file through postlogd.
 maillog_file = $d/log/maillog
@@ -342,7 +386,7 @@ start_postfix() {
       "pid_file=$pidfile" "log=$d/log/maillog" "config_dir=$conf" >"$d/peer.json"
     cat "$d/peer.json"
   }
-  if pidfile_alive "$pidfile"; then note "already running"; postfix_json; return 0; fi
+  if pidfile_alive "$pidfile"; then note "already running"; saved_json "$d" || postfix_json; return 0; fi
   [[ $(id -u) -eq 0 ]] || die "postfix needs root (it switches to its own users)"
   [[ -x /usr/sbin/postfix ]] || die "postfix is not installed: run .ci/peers/setup.sh"
   command -v saslpasswd2 >/dev/null || die "saslpasswd2 is missing: run .ci/peers/setup.sh"
@@ -370,6 +414,8 @@ start_postfix() {
   printf '%s\n' \
     '/^reject@/    550 5.1.1 Recipient rejected (test trigger)' \
     '/^tempfail@/  450 4.2.1 Recipient temporarily unavailable (test trigger)' >"$conf/recipient_triggers"
+  printf '%s\n' \
+    '/^bounce@/  error:5.1.1 Mailbox unavailable (test trigger, after queueing)' >"$conf/transport_triggers"
   printf '%s\n' \
     '/^eod-reject@/    554 5.7.1 Message rejected after data (test trigger)' \
     '/^eod-tempfail@/  451 4.7.1 Message deferred after data (test trigger)' >"$conf/end_of_data_triggers"
@@ -405,21 +451,22 @@ start_aiosmtpd() {
   aiosmtpd_json() {
     local fields
     mapfile -t fields < <(common_fields aiosmtpd "$d")
-    describe "${fields[@]}" 'auth_mechanisms:=["PLAIN","LOGIN","CRAM-MD5"]' \
+    describe "${fields[@]}" "ports.lmtp:=$LMTP_PORT" 'auth_mechanisms:=["PLAIN","LOGIN","CRAM-MD5"]' \
       "envelopes=$d/envelopes" "pid_file=$pidfile" "log=$d/log/aiosmtpd.log" >"$d/peer.json"
     cat "$d/peer.json"
   }
-  if pidfile_alive "$pidfile"; then note "already running"; aiosmtpd_json; return 0; fi
+  if pidfile_alive "$pidfile"; then note "already running"; saved_json "$d" || aiosmtpd_json; return 0; fi
   # -I: no user site, no PYTHON* variables, no script directory on sys.path
   "$PY" -I -c 'import aiosmtpd.smtp' 2>/dev/null \
     || die "$PY cannot import aiosmtpd: install the test extra (pip install -e '.[test]') or set MAILCLIENT_PEERS_PYTHON"
-  refuse_busy_ports "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT"
+  refuse_busy_ports "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT" "$LMTP_PORT"
   make_pki
 
   rm -rf "$d"
   mkdir -p "$d/log"
   "$PY" "$HERE/aiosmtpd_server.py" --host "$HOST" \
     --smtp-port "$SMTP_PORT" --submission-port "$SUBMISSION_PORT" --smtps-port "$SMTPS_PORT" \
+    --lmtp-port "$LMTP_PORT" \
     --cert "$PKI/server-chain.crt" --key "$PKI/server.key" \
     --maildir "$d/maildir" --envelopes "$d/envelopes" \
     --user "$PEER_USER" --password "$PEER_PASS" --size-limit "$SIZE_LIMIT" \
@@ -427,7 +474,7 @@ start_aiosmtpd() {
     </dev/null >"$d/log/aiosmtpd.log" 2>&1 &
   local pid=$!
   echo "$pid" >"$pidfile"
-  wait_for_greetings "$pid" "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT/tls" \
+  wait_for_greetings "$pid" "$SMTP_PORT" "$SUBMISSION_PORT" "$SMTPS_PORT/tls" "$LMTP_PORT" \
     || { tail -n 20 "$d/log/aiosmtpd.log" >&2; die "aiosmtpd did not answer"; }
   aiosmtpd_json
 }

@@ -30,7 +30,7 @@ listening() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 # The ports in peer.json, one per line (none when it is missing or broken).
 ports_of() {
   [[ -s "$1" ]] || return 0
-  grep -o '"\(smtp\|submission\|smtps\)": *[0-9]*' "$1" | grep -o '[0-9]*$' || true
+  grep -o '"\(smtp\|submission\|smtps\|lmtp\)": *[0-9]*' "$1" | grep -o '[0-9]*$' || true
 }
 
 stop_peer() {

@@ -8,12 +8,17 @@ C{<repo>/run/peers}.  The session-scoped fixtures L{postfix} and
 L{aiosmtpd_peer} use a peer that is already running, or start it (and stop it
 again at the end of the session).  When a peer cannot be started (not root,
 Postfix not installed) the tests that need it are skipped, unless
-C{MAILCLIENT_REQUIRE_PEERS=1} is set: then they fail with the reason.
+C{MAILCLIENT_REQUIRE_PEERS=1} is set: then they fail with the reason.  The
+aiosmtpd peer also serves LMTP (L{Peer.lmtpPort}; fixture L{lmtp_peer}).
+What each peer offers in its EHLO/LHLO reply is pinned down by
+C{test_peers_offer.py}.
 
 Delivered messages are read back from the peer's Maildir.  Postfix delivers
 through its queue, so a message appears shortly after the 250 reply: use
 L{Peer.waitForMessages}.  Postfix stores LF line endings and prepends trace
 headers; L{bodyAsSent} undoes both.  aiosmtpd stores the exact DATA bytes.
+Postfix's delivery status notifications land in its Maildir too:
+L{Peer.deliveryReports}.
 """
 
 from __future__ import annotations
@@ -32,15 +37,18 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, cast
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, cast
 
 import pytest
 import pytest_twisted
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 
-from mailclient import SendResult, sendmail
-from mailclient.errors import SendFailedError
+if TYPE_CHECKING:
+    # Imported where used, so that the peer-contract tests
+    # (test_peers_offer.py, stdlib only) run even while mailclient is broken.
+    from mailclient import SendResult
+    from mailclient.errors import SendFailedError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 PEERS_SCRIPTS = REPOSITORY / ".ci" / "peers"
@@ -118,6 +126,17 @@ def headerValue(data: bytes, name: str) -> str | None:
         return None
     return (
         re.sub(rb"\r?\n[ \t]+", b" ", match.group(1)).strip().decode("utf-8", "replace")
+    )
+
+
+def isDeliveryReport(data: bytes) -> bool:
+    """
+    Whether the message C{data} is a delivery status notification: its
+    C{Content-Type} is C{multipart/report} with C{report-type=delivery-status}.
+    """
+    contentType = (headerValue(data, "Content-Type") or "").lower()
+    return contentType.startswith("multipart/report") and bool(
+        re.search(r'report-type\s*=\s*"?delivery-status"?\s*(;|$)', contentType)
     )
 
 
@@ -202,6 +221,18 @@ class Peer:
         """
         return self.ports["smtps"]
 
+    @property
+    def lmtpPort(self) -> int | None:
+        """
+        The LMTP port (the aiosmtpd peer has one: LHLO, no TLS, no AUTH, one
+        reply per recipient after the data; its deliveries go to the same
+        Maildir, with C{"protocol": "LMTP"} in the envelope record), or
+        L{None} when the peer has none.  The L{lmtp_peer} fixture skips when
+        it is L{None}.
+        """
+        port = self.ports.get("lmtp")
+        return None if port is None else int(port)
+
     async def submit(
         self, recipients: list[str], message: bytes, sender: str = "sender@example.com"
     ) -> SendResult:
@@ -209,6 +240,8 @@ class Peer:
         Send over the submission port: STARTTLS verified against the test
         CA, then AUTH with the peer's credentials; no retries.
         """
+        from mailclient import sendmail
+
         return await sendmail(
             self.host,
             sender,
@@ -292,6 +325,26 @@ class Peer:
         """
         found = await self.waitForMessages(1, match=match, timeout=settle)
         assert found == [], f"unexpected delivery: {found[0].path}"
+
+    def deliveryReports(self, match: bytes | None = None) -> list[Delivered]:
+        """
+        The delivery status notifications (DSNs: C{Content-Type:
+        multipart/report; report-type=delivery-status}) delivered so far,
+        oldest first, only those containing C{match} when given (e.g. the
+        C{ENVID}, which Postfix puts in C{Original-Envelope-Id}).
+
+        Postfix mails them from C{MAILER-DAEMON} to the envelope sender,
+        whose domain is one of its own, so they land in the same Maildir:
+        a success report for C{NOTIFY=SUCCESS} recipients, a failure report
+        for the C{bounce@} trigger (unless C{NOTIFY=NEVER}).  Use
+        L{waitForMessages} with C{match} to wait for one.
+        """
+        return [
+            delivered
+            for delivered in self.messages()
+            if isDeliveryReport(delivered.data)
+            and (match is None or match in delivered.data)
+        ]
 
     def clearMaildir(self) -> None:
         """
@@ -466,3 +519,18 @@ def aiosmtpd_peer() -> Iterator[Peer]:
     running).
     """
     yield from _peerSession("aiosmtpd")
+
+
+@pytest.fixture
+def lmtp_peer(aiosmtpd_peer: Peer) -> Peer:
+    """
+    The aiosmtpd peer, which also serves LMTP on L{Peer.lmtpPort}; skipped
+    (a failure with C{MAILCLIENT_REQUIRE_PEERS=1}) when it has no LMTP port,
+    e.g. when an older start script started it.
+    """
+    if aiosmtpd_peer.lmtpPort is None:
+        _unavailable(
+            "the aiosmtpd peer has no LMTP port (restart it: .ci/peers/stop.sh"
+            " aiosmtpd; .ci/peers/start.sh aiosmtpd)"
+        )
+    return aiosmtpd_peer

@@ -64,7 +64,7 @@ async def test_submissionReportsEveryRecipient(postfix: Peer) -> None:
     assert result.session is not None
     assert result.session.tlsVersion is not None
     assert result.session.tlsVersion.startswith("TLSv1.")
-    assert result.session.authMechanism == "PLAIN"
+    assert result.session.authMechanism == "SCRAM-SHA-256"
 
     [delivered] = await postfix.waitForMessages(1, match=token.encode())
     assert delivered.body == message

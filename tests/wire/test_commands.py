@@ -16,10 +16,12 @@ from mailclient._wire.commands import (
     auth,
     authCancel,
     authResponse,
+    bdat,
     commandVerb,
     data,
     ehlo,
     helo,
+    lhlo,
     mailFrom,
     noop,
     quit,
@@ -30,6 +32,7 @@ from mailclient._wire.commands import (
     validateAddress,
     validateHeloName,
     validateParameter,
+    vrfy,
 )
 from mailclient.errors import (
     CommandArgumentError,
@@ -51,8 +54,23 @@ TEXT_ENCODERS: list[tuple[str, Callable[[str], bytes], str]] = [
         "parameter",
     ),
     ("rcptTo-param", lambda v: rcptTo("a@b.example", [v]), "parameter"),
+    ("mailFrom-utf8", lambda v: mailFrom(v, utf8=True), "fromAddress"),
+    (
+        "mailFrom-utf8-bytes",
+        lambda v: mailFrom(v.encode("utf-8"), utf8=True),
+        "fromAddress",
+    ),
+    ("rcptTo-utf8", lambda v: rcptTo(v, utf8=True), "toAddress"),
+    (
+        "rcptTo-utf8-param",
+        lambda v: rcptTo("a@b.example", [v], utf8=True),
+        "parameter",
+    ),
     ("ehlo", ehlo, "heloName"),
     ("helo", helo, "heloName"),
+    ("lhlo", lhlo, "heloName"),
+    ("vrfy", vrfy, "string"),
+    ("vrfy-utf8", lambda v: vrfy(v, utf8=True), "string"),
     ("auth", lambda v: auth(v), "mechanism"),
     ("auth-with-response", lambda v: auth(v, b"x"), "mechanism"),
 ]
@@ -71,6 +89,8 @@ TEXT_ENCODER_IDS = [name for name, _, _ in TEXT_ENCODERS]
         (ehlo("[IPv6:::1]"), b"EHLO [IPv6:::1]\r\n"),
         (helo("client.example"), b"HELO client.example\r\n"),
         (helo("localhost"), b"HELO localhost\r\n"),
+        (lhlo("client.example"), b"LHLO client.example\r\n"),
+        (lhlo("[192.0.2.1]"), b"LHLO [192.0.2.1]\r\n"),
         (mailFrom("a@b.example"), b"MAIL FROM:<a@b.example>\r\n"),
         (mailFrom(b"a@b.example"), b"MAIL FROM:<a@b.example>\r\n"),
         (mailFrom(""), b"MAIL FROM:<>\r\n"),
@@ -99,7 +119,42 @@ TEXT_ENCODER_IDS = [name for name, _, _ in TEXT_ENCODERS]
             b"RCPT TO:<c@d.example> NOTIFY=SUCCESS,FAILURE"
             b" ORCPT=rfc822;c@d.example\r\n",
         ),
+        (
+            mailFrom("j\u00f6rg@b\u00fccher.example", ["SMTPUTF8"], utf8=True),
+            "MAIL FROM:<j\u00f6rg@b\u00fccher.example> SMTPUTF8\r\n".encode(),
+        ),
+        (
+            mailFrom("j\u00f6rg@example.com".encode(), utf8=True),
+            "MAIL FROM:<j\u00f6rg@example.com>\r\n".encode(),
+        ),
+        (mailFrom("", utf8=True), b"MAIL FROM:<>\r\n"),
+        (mailFrom("a@b.example", utf8=True), b"MAIL FROM:<a@b.example>\r\n"),
+        (
+            rcptTo(
+                "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a",
+                ["ORCPT=utf-8;\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a"],
+                utf8=True,
+            ),
+            (
+                "RCPT TO:<\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a>"
+                " ORCPT=utf-8;\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a\r\n"
+            ).encode(),
+        ),
         (data(), b"DATA\r\n"),
+        (vrfy("postmaster"), b"VRFY postmaster\r\n"),
+        (vrfy("a@b.example"), b"VRFY a@b.example\r\n"),
+        (vrfy('"John Smith"'), b'VRFY "John Smith"\r\n'),
+        (vrfy(b"smith"), b"VRFY smith\r\n"),
+        (vrfy("smith", utf8=True), b"VRFY smith SMTPUTF8\r\n"),
+        (
+            vrfy("j\u00f6rg@example.com", utf8=True),
+            "VRFY j\u00f6rg@example.com SMTPUTF8\r\n".encode(),
+        ),
+        (bdat(0), b"BDAT 0\r\n"),
+        (bdat(0, True), b"BDAT 0 LAST\r\n"),
+        (bdat(123, last=True), b"BDAT 123 LAST\r\n"),
+        (bdat(65536, False), b"BDAT 65536\r\n"),
+        (bdat(10**12), b"BDAT 1000000000000\r\n"),
         (rset(), b"RSET\r\n"),
         (quit(), b"QUIT\r\n"),
         (noop(), b"NOOP\r\n"),
@@ -325,6 +380,196 @@ def test_pathCommandsRefuseAddresses(
     assert caught.value.argument == argument
 
 
+# SMTPUTF8 (utf8=True)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("j\u00f6rg@example.com", "j\u00f6rg@example.com"),
+        ("j\u00f6rg@example.com".encode(), "j\u00f6rg@example.com"),
+        ("user@b\u00fccher.example", "user@b\u00fccher.example"),
+        (
+            "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a",
+            "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a",
+        ),
+        ("a\u00a0b@c", "a\u00a0b@c"),
+        ("\U0001f600@example.com", "\U0001f600@example.com"),
+        ("a@b.example", "a@b.example"),
+        (b"a@b.example", "a@b.example"),
+        ("\u00e9" * 126 + "@b", "\u00e9" * 126 + "@b"),
+    ],
+)
+def test_validateAddressUTF8Accepts(address: str | bytes, expected: str) -> None:
+    """
+    With C{utf8=True}, non-ASCII addresses (text, or bytes that are valid
+    UTF-8) are accepted and returned as text, unchanged.
+    """
+    assert validateAddress(address, "toAddress", utf8=True) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("a@b\u2028", "line separator U+2028"),
+        ("a\u2029@b", "paragraph separator U+2029"),
+        ("a@b\u0085", "C1 control character U+0085"),
+        ("a\u0080@b", "C1 control character U+0080"),
+        ("a\u009f@b", "C1 control character U+009F"),
+        ("a@b\u2028".encode(), "line separator U+2028"),
+        ("a@b\u0085".encode(), "C1 control character U+0085"),
+        ("a\ud800@b", "lone surrogate U+D800"),
+        (b"a@b\xff", "not valid UTF-8"),
+        (b"\x80@b", "not valid UTF-8"),
+        (b"a@b\xc3", "not valid UTF-8"),
+        ("a\r\u00e9@b", "CR (0x0d)"),
+        ("\u00e9a@b\n", "LF (0x0a)"),
+        ("\u00e9\x00@b".encode(), "NUL (0x00)"),
+        ("\u00e9 @b", "whitespace"),
+        ("\u00e9<@b", "'<' or '>'"),
+        ("\u00e9" * 127 + "@b", "256 octets long; the limit is 254"),
+        ("\u00e9", "no '@'"),
+        ("", "must not be empty"),
+    ],
+)
+def test_validateAddressUTF8Refuses(address: str | bytes, reason: str) -> None:
+    """
+    With C{utf8=True}, control characters (ASCII and C1), the Unicode line
+    and paragraph separators, lone surrogates and bytes that are not UTF-8
+    are refused as unsafe, as are the ASCII problems; the length limit
+    counts UTF-8 octets.
+    """
+    with pytest.raises(CommandArgumentError) as caught:
+        validateAddress(address, "toAddress", utf8=True)
+    assert caught.value.argument == "toAddress"
+    assert caught.value.value == address
+    assert reason in caught.value.reason
+
+
+def test_validateAddressAllowEmptyPositional() -> None:
+    """
+    C{allowEmpty} may be given by position or by keyword, with C{utf8} as
+    well.
+    """
+    assert validateAddress("", "fromAddress", True) == ""
+    assert validateAddress("", "fromAddress", allowEmpty=True, utf8=True) == ""
+
+
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        "ORCPT=utf-8;j\u00f6rg@example.com",
+        "X-\u00e9=\u4f8b",
+        "SIZE=100",
+    ],
+)
+def test_validateParameterUTF8(parameter: str) -> None:
+    """
+    Parameters may carry UTF-8 only with C{utf8=True} (as RFC 6533's
+    C{ORCPT=utf-8;...} does under SMTPUTF8).
+    """
+    assert validateParameter(parameter, utf8=True) == parameter
+    if not parameter.isascii():
+        with pytest.raises(UnsupportedFeatureError):
+            validateParameter(parameter)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "reason"),
+    [
+        ("ORCPT=utf-8;a\u2028b", "U+2028"),
+        ("X=\u0085", "U+0085"),
+        ("X=\u00e9 Y", "whitespace"),
+        ("X=\u00e9>", "'<' or '>'"),
+        ("", "must not be empty"),
+    ],
+)
+def test_validateParameterUTF8Refuses(parameter: str, reason: str) -> None:
+    """
+    UTF-8 parameters are still refused when they hold a C1 control, a
+    Unicode line break, whitespace or angle brackets.
+    """
+    for encode in [
+        lambda: validateParameter(parameter, utf8=True),
+        lambda: mailFrom("a@b", [parameter], utf8=True),
+        lambda: rcptTo("a@b", [parameter], utf8=True),
+    ]:
+        with pytest.raises(CommandArgumentError) as caught:
+            encode()
+        assert caught.value.argument == "parameter"
+        assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize("encoder", [mailFrom, rcptTo])
+def test_pathCommandsUTF8Encoding(encoder: Callable[..., bytes]) -> None:
+    """
+    With C{utf8=True} the whole line, address and parameters, is encoded as
+    UTF-8; without it a UTF-8 parameter is refused even after an ASCII
+    address.
+    """
+    line = encoder("\u00e9@\u00e9.example", ["X=\u00e9"], utf8=True)
+    assert line.endswith(" X=\u00e9\r\n".encode())
+    assert "<\u00e9@\u00e9.example>".encode() in line
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        encoder("a@b.example", ["X=\u00e9"])
+    assert caught.value.argument == "parameter"
+
+
+# VRFY and BDAT
+
+
+@pytest.mark.parametrize(
+    ("string", "error", "reason"),
+    [
+        ("", CommandArgumentError, "must not be empty"),
+        (b"", CommandArgumentError, "must not be empty"),
+        ("John Smith", CommandArgumentError, "whitespace outside a quoted string"),
+        ('"John Smith', CommandArgumentError, "whitespace outside a quoted string"),
+        ('" ', CommandArgumentError, "whitespace outside a quoted string"),
+        ("smith SMTPUTF8", CommandArgumentError, "whitespace"),
+        ("smith\r\nRSET", CommandArgumentError, "CR"),
+        ("j\u00f6rg", UnsupportedFeatureError, "SMTPUTF8"),
+        (None, CommandArgumentError, "must be a string"),
+    ],
+)
+def test_vrfyRefuses(
+    string: object, error: type[InvalidArgumentError], reason: str
+) -> None:
+    """
+    C{VRFY} refuses an empty string, whitespace outside a quoted string
+    (which could pose as a parameter), control characters, and non-ASCII
+    text without C{utf8}.
+    """
+    with pytest.raises(error) as caught:
+        vrfy(string)  # type: ignore[arg-type]
+    assert caught.value.argument == "string"
+    assert reason in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("size", "last", "argument"),
+    [
+        (-1, False, "size"),
+        (True, False, "size"),
+        (False, True, "size"),
+        (1.0, False, "size"),
+        ("10", False, "size"),
+        (None, False, "size"),
+        (10, 1, "last"),
+        (10, None, "last"),
+        (10, "LAST", "last"),
+    ],
+)
+def test_bdatRefuses(size: object, last: object, argument: str) -> None:
+    """
+    C{BDAT} takes a non-negative L{int} size (not a L{bool}) and a L{bool}
+    C{last}; anything else is refused rather than sent.
+    """
+    with pytest.raises(CommandArgumentError) as caught:
+        bdat(size, last)  # type: ignore[arg-type]
+    assert caught.value.argument == argument
+
+
 # Parameters
 
 
@@ -492,6 +737,10 @@ def test_authDataMustBeBytes(payload: object) -> None:
         (b"DATA\r\n", "DATA"),
         (b"QUIT", "QUIT"),
         (b"STARTTLS\r\n", "STARTTLS"),
+        (b"LHLO client.example\r\n", "LHLO"),
+        (b"VRFY smith SMTPUTF8\r\n", "VRFY"),
+        (b"BDAT 123 LAST\r\n", "BDAT"),
+        (b"bdat 0\r\n", "BDAT"),
         (b"*\r\n", "*"),
         (b"\r\n", ""),
         (b"", ""),
@@ -519,6 +768,14 @@ def test_commandVerb(line: bytes, verb: str) -> None:
         (b"RCPT TO:<auth@b> X=Y\r\n", "RCPT TO:<auth@b> X=Y"),
         (b"EHLO AUTH PLAIN\r\n", "EHLO AUTH PLAIN"),
         (b"QUIT", "QUIT"),
+        (b"BDAT 123 LAST\r\n", "BDAT 123 LAST"),
+        (b"BDAT 0\r\n", "BDAT 0"),
+        (b"LHLO client.example\r\n", "LHLO client.example"),
+        (b"VRFY smith\r\n", "VRFY smith"),
+        (
+            "MAIL FROM:<j\u00f6rg@b> SMTPUTF8\r\n".encode(),
+            "MAIL FROM:<j\u00f6rg@b> SMTPUTF8",
+        ),
         (b"NOOP\r\n\r\n", "NOOP\r\n"),
         (b"\r\n", ""),
         (b"RCPT TO:<\xff@b>\r\n", "RCPT TO:<\ufffd@b>"),
@@ -551,10 +808,12 @@ def test_publicNames() -> None:
             "auth",
             "authCancel",
             "authResponse",
+            "bdat",
             "commandVerb",
             "data",
             "ehlo",
             "helo",
+            "lhlo",
             "mailFrom",
             "noop",
             "quit",
@@ -565,6 +824,7 @@ def test_publicNames() -> None:
             "validateAddress",
             "validateHeloName",
             "validateParameter",
+            "vrfy",
         ]
     )
     for name in commands.__all__:
@@ -644,6 +904,52 @@ def test_safeAddressesAccepted(address: str, params: list[str]) -> None:
     assert rcptTo(address, params) == (
         b"RCPT TO:<" + address.encode() + b">" + expectedParams + b"\r\n"
     )
+
+
+@given(size=st.integers(min_value=0, max_value=2**64), last=st.booleans())
+def test_bdatRoundTrip(size: int, last: bool) -> None:
+    """
+    Any chunk size gives one C{BDAT} line that names exactly that size, with
+    C{LAST} only for the last chunk.
+    """
+    line = bdat(size, last)
+    words = line.decode("ascii").split()
+    assert line.endswith(b"\r\n") and line.count(b"\r\n") == 1
+    assert words[:2] == ["BDAT", str(size)]
+    assert words[2:] == (["LAST"] if last else [])
+    assert commandVerb(line) == "BDAT"
+    assert redactCommand(line) == line[:-2].decode("ascii")
+
+
+# Printable characters of any script: no controls (C0, DEL, C1), no
+# surrogates, no line or paragraph separators, no space, angle brackets or @.
+addressPart = st.text(
+    alphabet=st.characters(
+        exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters=" <>@"
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(local=addressPart, domain=addressPart)
+def test_utf8AddressesRoundTrip(local: str, domain: str) -> None:
+    """
+    Any UTF-8 address without controls, C1 controls, line separators,
+    spaces or angle brackets, and short enough, is sent exactly as given,
+    as UTF-8, with C{utf8=True}; and refused as unsupported without it
+    when it is not ASCII.
+    """
+    address = f"{local}@{domain}"
+    if len(address.encode("utf-8")) > 254:
+        return
+    assert rcptTo(address, utf8=True) == f"RCPT TO:<{address}>\r\n".encode()
+    assert mailFrom(address.encode("utf-8"), utf8=True) == (
+        f"MAIL FROM:<{address}>\r\n".encode()
+    )
+    if not address.isascii():
+        with pytest.raises(UnsupportedFeatureError):
+            rcptTo(address)
 
 
 @given(

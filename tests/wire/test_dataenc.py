@@ -1,22 +1,26 @@
 """
-Tests for L{mailclient._wire.dataenc}: the streaming DATA encoder.
+Tests for L{mailclient._wire.dataenc}: the streaming DATA and BDAT encoders.
 
-The properties compare the encoder with a reference decoder written here: a
-simple per-line model of the receiving server (RFC 5321 section 4.5.2).
+The properties compare the encoders with references written here: a simple
+per-line model of the receiving server (RFC 5321 section 4.5.2) and a
+byte-by-byte line-end normalization.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailclient._wire.dataenc import DataEncoder, encodeData
+from mailclient._wire import dataenc
+from mailclient._wire.dataenc import ChunkEncoder, DataEncoder, encodeData, encodedSize
 
 END = b"\r\n.\r\n"
+
+Encoder = DataEncoder | ChunkEncoder
 
 
 class NoEndOfDataError(Exception):
@@ -90,6 +94,20 @@ def encodeChunks(chunks: Sequence[bytes]) -> tuple[list[bytes], bytes, DataEncod
         L{DataEncoder.finish} returned, and the encoder.
     """
     encoder = DataEncoder()
+    pieces = [encoder.encode(chunk) for chunk in chunks]
+    return pieces, encoder.finish(), encoder
+
+
+def chunkChunks(
+    chunks: Sequence[bytes], *, binary: bool = False
+) -> tuple[list[bytes], bytes, ChunkEncoder]:
+    """
+    Encode C{chunks} with one L{ChunkEncoder}.
+
+    @return: what each L{ChunkEncoder.encode} call returned, what
+        L{ChunkEncoder.finish} returned, and the encoder.
+    """
+    encoder = ChunkEncoder(binary=binary)
     pieces = [encoder.encode(chunk) for chunk in chunks]
     return pieces, encoder.finish(), encoder
 
@@ -265,49 +283,61 @@ def test_crHeldBack() -> None:
 def test_bytesInAndFinished() -> None:
     """
     C{bytesIn} counts every message octet consumed, a held-back CR included,
-    and C{finished} turns true only once the message is ended.
+    C{bytesOut} every octet handed out, and C{finished} turns true only once
+    the message is ended.
     """
     encoder = DataEncoder()
-    assert (encoder.bytesIn, encoder.finished) == (0, False)
+    assert (encoder.bytesIn, encoder.bytesOut, encoder.finished) == (0, 0, False)
     encoder.encode(b"ab\r")
-    assert encoder.bytesIn == 3
+    assert (encoder.bytesIn, encoder.bytesOut) == (3, 2)
     encoder.encode(b"")
     encoder.encode(b"\n.")
-    assert (encoder.bytesIn, encoder.finished) == (5, False)
+    assert (encoder.bytesIn, encoder.bytesOut, encoder.finished) == (5, 6, False)
     encoder.finish()
-    assert (encoder.bytesIn, encoder.finished) == (5, True)
+    assert (encoder.bytesIn, encoder.bytesOut, encoder.finished) == (5, 11, True)
 
 
-def test_encodeAfterFinish() -> None:
+ENCODERS = [
+    pytest.param(DataEncoder, id="DataEncoder"),
+    pytest.param(ChunkEncoder, id="ChunkEncoder"),
+    pytest.param(lambda: ChunkEncoder(binary=True), id="ChunkEncoder-binary"),
+]
+
+
+@pytest.mark.parametrize("makeEncoder", ENCODERS)
+def test_encodeAfterFinish(makeEncoder: Callable[[], Encoder]) -> None:
     """
     Once the message is ended, more data is refused.
     """
-    encoder = DataEncoder()
+    encoder = makeEncoder()
     encoder.finish()
     with pytest.raises(ValueError, match="after finish"):
         encoder.encode(b"more")
 
 
-def test_finishTwice() -> None:
+@pytest.mark.parametrize("makeEncoder", ENCODERS)
+def test_finishTwice(makeEncoder: Callable[[], Encoder]) -> None:
     """
-    The message can be ended only once, so the end-of-data line is never
-    sent twice.
+    The message can be ended only once, so the end-of-data line (or the
+    final CRLF) is never sent twice.
     """
-    encoder = DataEncoder()
+    encoder = makeEncoder()
     encoder.finish()
     with pytest.raises(ValueError, match="twice"):
         encoder.finish()
 
 
+@pytest.mark.parametrize("makeEncoder", ENCODERS)
 @pytest.mark.parametrize("chunk", ["text", bytearray(b"x"), 5])
-def test_nonBytesRefused(chunk: object) -> None:
+def test_nonBytesRefused(makeEncoder: Callable[[], Encoder], chunk: object) -> None:
     """
     Only C{bytes} are accepted, and a refused chunk is not counted.
     """
-    encoder = DataEncoder()
+    encoder = makeEncoder()
     with pytest.raises(TypeError, match="must be bytes"):
         encoder.encode(chunk)  # type: ignore[arg-type]
     assert encoder.bytesIn == 0
+    assert encoder.bytesOut == 0
 
 
 # --- the reference decoder itself ----------------------------------------
@@ -438,3 +468,173 @@ def test_bareLineEndDetector(data: bytes, expected: bool) -> None:
     accepts CRLF pairs.
     """
     assert hasBareLineEndByte(data) is expected
+
+
+# --- ChunkEncoder (BDAT) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (b"", b""),
+        (b"a", b"a\r\n"),
+        (b"a\r\n", b"a\r\n"),
+        (b"a\r", b"a\r\n"),
+        (b"a\n", b"a\r\n"),
+        (b"\r", b"\r\n"),
+        (b"\n", b"\r\n"),
+        (b"a\rb\nc\r\nd", b"a\r\nb\r\nc\r\nd\r\n"),
+        (b"\r\r\n\n\r", b"\r\n\r\n\r\n\r\n"),
+        (b".", b".\r\n"),
+        (b"a\r\n.\r\n", b"a\r\n.\r\n"),
+        (b"a\r\n.\r\nMAIL FROM:<x>\r\n", b"a\r\n.\r\nMAIL FROM:<x>\r\n"),
+        (b"\x00\xff\r\n", b"\x00\xff\r\n"),
+    ],
+)
+def test_chunkEncoderText(message: bytes, expected: bytes) -> None:
+    """
+    In text mode every line end becomes CRLF and a non-empty message ends
+    with CRLF; nothing is dot-stuffed and no end-of-data line is added
+    (BDAT counts octets, so a dot line ends nothing).
+    """
+    pieces, tail, encoder = chunkChunks([message])
+    assert b"".join(pieces) + tail == expected
+    assert encoder.bytesOut == len(expected)
+    assert encodedSize(message) == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"a\r", b"\nb"], b"a\r\nb\r\n"),
+        ([b"a\r", b"b"], b"a\r\nb\r\n"),
+        ([b"a\r", b"\r\n"], b"a\r\n\r\n"),
+        ([b"a\r"], b"a\r\n"),
+        ([b"a\r", b""], b"a\r\n"),
+        ([b"\r", b"", b"\n", b"."], b"\r\n.\r\n"),
+        ([b"a", b""], b"a\r\n"),
+        ([b"a\r\n", b""], b"a\r\n"),
+        ([b"", b""], b""),
+    ],
+)
+def test_chunkEncoderBoundaries(chunks: list[bytes], expected: bytes) -> None:
+    """
+    A CR at the end of one chunk and an LF at the start of the next are one
+    CRLF, never CR CR LF; the final CRLF depends on the message, not on how
+    it was split.
+    """
+    pieces, tail, _ = chunkChunks(chunks)
+    assert b"".join(pieces) + tail == expected
+
+
+def test_chunkEncoderHoldsCR() -> None:
+    """
+    A CR at the end of a chunk is not handed out until the next chunk (or
+    the end) shows whether an LF follows it, and the counters say so.
+    """
+    encoder = ChunkEncoder()
+    assert encoder.encode(b"a\r") == b"a"
+    assert (encoder.bytesIn, encoder.bytesOut) == (2, 1)
+    assert encoder.encode(b"\n") == b"\r\n"
+    assert (encoder.bytesIn, encoder.bytesOut) == (3, 3)
+    assert encoder.encode(b"b\r") == b"b"
+    assert encoder.finish() == b"\r\n"
+    assert (encoder.bytesIn, encoder.bytesOut, encoder.finished) == (5, 6, True)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [[], [b""], [b"a\rb\n"], [b"\x00\r", b"\n\xff"], [b"no end", b"\r"], [b"."]],
+)
+def test_chunkEncoderBinary(chunks: list[bytes]) -> None:
+    """
+    With C{binary=True} (BINARYMIME) every octet passes through untouched,
+    at once: nothing held back, nothing added at the end.
+    """
+    pieces, tail, encoder = chunkChunks(chunks, binary=True)
+    assert pieces == chunks
+    assert tail == b""
+    message = b"".join(chunks)
+    assert encoder.binary
+    assert encoder.bytesIn == encoder.bytesOut == len(message)
+    assert encodedSize(message, binary=True) == len(message)
+
+
+def test_chunkEncoderDefaultIsText() -> None:
+    """
+    The encoder is in text mode unless told otherwise.
+    """
+    assert ChunkEncoder().binary is False
+
+
+@pytest.mark.parametrize("data", ["text", bytearray(b"x"), None])
+def test_encodedSizeNeedsBytes(data: object) -> None:
+    """
+    L{encodedSize} measures bytes only.
+    """
+    with pytest.raises(TypeError, match="must be bytes"):
+        encodedSize(data)  # type: ignore[arg-type]
+
+
+def test_sharedLineEnds() -> None:
+    """
+    Both encoders normalize line ends with the same code, so a message
+    without dots gets the same body either way.
+    """
+    message = b"a\rb\nc\r\n\r\rd"
+    pieces, tail, _ = chunkChunks([message[:3], message[3:]])
+    assert encodeData(message) == b"".join(pieces) + tail + b".\r\n"
+
+
+def test_publicNames() -> None:
+    """
+    The module exports exactly its encoders and helpers.
+    """
+    assert sorted(dataenc.__all__) == [
+        "ChunkEncoder",
+        "DataEncoder",
+        "encodeData",
+        "encodedSize",
+    ]
+
+
+@settings(max_examples=500)
+@given(chunkedMessages())
+def test_chunkEncoderMatchesReference(case: tuple[bytes, list[bytes]]) -> None:
+    """
+    However the message is split, the BDAT octets are exactly the reference
+    normalization of the whole message (CRLF line ends, last line
+    terminated), no piece ends with a CR that might pair with a later LF,
+    the counters are exact, and L{encodedSize} predicts the size.
+    """
+    message, chunks = case
+    pieces, tail, encoder = chunkChunks(chunks)
+    output = b"".join(pieces) + tail
+    assert output == referenceNormalize(message)
+    assert not any(piece.endswith(b"\r") for piece in pieces)
+    assert not hasBareLineEndByte(output)
+    assert encoder.bytesIn == len(message)
+    assert encoder.bytesOut == len(output)
+    assert encodedSize(message) == len(output)
+
+
+@given(chunkedMessages())
+def test_chunkEncoderBinaryProperty(case: tuple[bytes, list[bytes]]) -> None:
+    """
+    In binary mode the output is the message, byte for byte, however split.
+    """
+    message, chunks = case
+    pieces, tail, encoder = chunkChunks(chunks, binary=True)
+    assert b"".join(pieces) + tail == message
+    assert encoder.bytesOut == len(message)
+
+
+@given(chunkedMessages())
+def test_dataEncoderBytesOut(case: tuple[bytes, list[bytes]]) -> None:
+    """
+    The DATA encoder's C{bytesOut} is the length of everything it handed
+    out, the end-of-data line included.
+    """
+    _, chunks = case
+    pieces, tail, encoder = encodeChunks(chunks)
+    assert encoder.bytesOut == len(b"".join(pieces) + tail)
