@@ -1121,7 +1121,12 @@ def parseArgs(argv):
     p.add_argument("--n-small", type=int, default=20000, help="max N, bodies < 64 KiB")
     p.add_argument("--n-large", type=int, default=300, help="max N, bodies >= 64 KiB")
     p.add_argument("--n-min", type=int, default=16)
-    p.add_argument("--delay-ms", type=float, default=20.0, help="added per round trip")
+    p.add_argument(
+        "--delay-ms",
+        type=float,
+        default=None,
+        help="added per round trip (20; --quick: 10)",
+    )
     p.add_argument(
         "--rt-n", type=ints, default=None, help="long,short message counts (16,4)"
     )
@@ -1161,6 +1166,7 @@ def parseArgs(argv):
                 a.reps,
                 a.target_s,
                 a.rt_n,
+                a.delay_ms,
                 a.mailclient_path,
             )
         )
@@ -1174,8 +1180,10 @@ def parseArgs(argv):
     a.rcpts = a.rcpts or ([1] if q else [1, 10])
     a.conc = a.conc or [1, 16]
     a.reps = a.reps or (1 if q else 3)
-    a.target_s = a.target_s if a.target_s is not None else (0.12 if q else 0.4)
-    a.rt_n = a.rt_n or ([5, 2] if q else [16, 4])
+    a.target_s = a.target_s if a.target_s is not None else (0.12 if q else 0.7)
+    a.rt_n = a.rt_n or ([4, 2] if q else [16, 4])
+    if a.delay_ms is None:
+        a.delay_ms = 10.0 if q else 20.0
     a.timeout = a.timeout or (30.0 if q else 120.0)
     if q:
         a.n_min = 24

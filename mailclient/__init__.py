@@ -1,44 +1,59 @@
 """
 mailclient: a correct, safe and fast ESMTP client for Twisted.
 
-The everyday entry point is L{sendmail}; L{ESMTPClient} and
-L{ESMTPSenderFactory} are the protocol and factory under it.  Errors live in
+The everyday entry point is L{sendmail}; L{ESMTPClient} (and L{LMTPClient})
+and L{ESMTPSenderFactory} are the protocol and factory under it, and
+L{verifyConnection} checks a server without sending mail.  Errors live in
 L{mailclient.errors}.
 """
 
-from mailclient._sendmail import ESMTPSenderFactory, sendmail
+from mailclient._sendmail import ESMTPSenderFactory, sendmail, verifyConnection
 from mailclient._wire.capabilities import Capabilities
+from mailclient._wire.envelope import DSN, Recipient
 from mailclient._wire.policy import TLSMode
 from mailclient._wire.replies import EnhancedStatus, Reply
 from mailclient._wire.sasl import (
     CramMD5Mechanism,
     LoginMechanism,
+    OAuthBearerMechanism,
     PlainMechanism,
     SASLMechanism,
+    ScramSHA256Mechanism,
+    TokenProvider,
     XOAuth2Mechanism,
 )
-from mailclient.protocol import ESMTPClient, Timeouts
+from mailclient._wire.status import StatusClass, classify
+from mailclient.protocol import ESMTPClient, LMTPClient, Timeouts
 from mailclient.results import RecipientResult, RecipientStatus, SendResult, SessionInfo
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "DSN",
     "Capabilities",
     "CramMD5Mechanism",
     "ESMTPClient",
     "ESMTPSenderFactory",
     "EnhancedStatus",
+    "LMTPClient",
     "LoginMechanism",
+    "OAuthBearerMechanism",
     "PlainMechanism",
+    "Recipient",
     "RecipientResult",
     "RecipientStatus",
     "Reply",
     "SASLMechanism",
+    "ScramSHA256Mechanism",
     "SendResult",
     "SessionInfo",
+    "StatusClass",
     "TLSMode",
     "Timeouts",
+    "TokenProvider",
     "XOAuth2Mechanism",
     "__version__",
+    "classify",
     "sendmail",
+    "verifyConnection",
 ]

@@ -27,7 +27,20 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mailclient._wire.replies import Reply
+    from mailclient._wire.status import StatusClass
     from mailclient.results import SendResult
+
+
+def _classify(reply: Reply | None) -> StatusClass:
+    """
+    Classify C{reply} (L{None}: no reply arrived).
+    """
+    from mailclient._wire.status import classify
+
+    if reply is None:
+        return classify(None)
+    return classify(reply.code, reply.enhancedStatus, reply.text)
+
 
 __all__ = [
     "AllRecipientsRefusedError",
@@ -171,6 +184,15 @@ class SMTPReplyError(MailClientError):
         """
         return not self.isTransient
 
+    @property
+    def classification(self) -> StatusClass:
+        """
+        What the server's reply means: transient or permanent, the reason
+        (mailbox, policy, network, security, system, content...), and
+        whether to retry (see L{mailclient.classify}).
+        """
+        return _classify(self.reply)
+
 
 class ServerRefusedSessionError(SMTPReplyError):
     """
@@ -211,6 +233,15 @@ class SenderRefusedError(SendFailedError):
         self.code = reply.code
         self.isTransient = 400 <= reply.code < 500
 
+    @property
+    def classification(self) -> StatusClass:
+        """
+        What the server's reply means: transient or permanent, the reason
+        (mailbox, policy, network, security, system, content...), and
+        whether to retry (see L{mailclient.classify}).
+        """
+        return _classify(self.reply)
+
 
 class AllRecipientsRefusedError(SendFailedError):
     """
@@ -240,6 +271,15 @@ class MessageRefusedError(SendFailedError):
         self.reply = reply
         self.code = reply.code
         self.isTransient = 400 <= reply.code < 500
+
+    @property
+    def classification(self) -> StatusClass:
+        """
+        What the server's reply means: transient or permanent, the reason
+        (mailbox, policy, network, security, system, content...), and
+        whether to retry (see L{mailclient.classify}).
+        """
+        return _classify(self.reply)
 
 
 class MessageTooLargeError(SendFailedError):

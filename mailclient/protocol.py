@@ -32,6 +32,7 @@ C{CLOSED} when the session fails or the connection is lost)::
     AUTH         334 -> mechanism              AUTH
     AUTH         235                           READY
     AUTH         535 with a token provider     AUTH (once, with a new token)
+    AUTH         504/534/535 under TLS         AUTH (the next mechanism we have)
     AUTH         anything else                 CLOSED (AuthenticationFailed)
     READY        a message is queued           RSET (when dirty) | MAIL
     READY        noop() / verify()             NOOP | VRFY
@@ -216,6 +217,8 @@ _VERB_PHASE: dict[str, Phase] = {
     "VRFY": _P.VRFY,
     "QUIT": _P.QUIT,
 }
+
+_TRY_NEXT_MECHANISM = frozenset({504, 534, 535})
 
 PIPELINE_WINDOW = 100
 """
@@ -488,6 +491,7 @@ class ESMTPClient(LineReceiver):
         self._authenticators: list[SASLMechanism] = []
         self._mechanism: SASLMechanism | None = None
         self._tokenRetried = False
+        self._failedMechanisms: list[SASLMechanism] = []
         self._parser = ReplyParser()
         self._expected: deque[_Expectation] = deque()
         self._queue: deque[_Transaction | _Command] = deque()
@@ -897,6 +901,15 @@ class ESMTPClient(LineReceiver):
                 self._tokenRetried = True
                 self._fetchToken(mechanism, refresh=True)
                 return
+            if reply.code in _TRY_NEXT_MECHANISM and self.tlsActive:
+                # Under TLS, a mechanism the server cannot do for this
+                # account (SCRAM without SCRAM secrets, say) is not the end:
+                # try the next one we have.  Never in clear, where a forged
+                # refusal could push us from CRAM-MD5 down to PLAIN.
+                self._failedMechanisms.append(mechanism)
+                if self._chooseMechanism() is not None:
+                    self.authenticate()
+                    return
             self._fail(
                 errors.AuthenticationFailedError(
                     "AUTH",
@@ -1610,7 +1623,7 @@ class ESMTPClient(LineReceiver):
         self._fail(errors.SendCancelledError(self.phase.value), polite=False)
 
     def _enter(self, phase: Phase) -> None:
-        if phase not in TRANSITIONS[self.phase]:
+        if phase is not self.phase and phase not in TRANSITIONS[self.phase]:
             raise AssertionError(f"no transition {self.phase} -> {phase}")
         self.phase = phase
 
@@ -1742,7 +1755,7 @@ class ESMTPClient(LineReceiver):
 
     def _chooseMechanism(self) -> SASLMechanism | None:
         name = chooseMechanism(
-            [m.name for m in self._authenticators],
+            [m.name for m in self._authenticators if m not in self._failedMechanisms],
             self.capabilities.authMechanisms,
             tlsActive=self.tlsActive,
         )

@@ -13,6 +13,7 @@ import attrs
 
 from mailclient._wire.capabilities import Capabilities
 from mailclient._wire.replies import Reply
+from mailclient._wire.status import StatusClass, classify
 
 __all__ = [
     "RecipientResult",
@@ -77,6 +78,17 @@ class RecipientResult:
     enhancedStatus: str | None
     text: str
     phase: str
+
+    @property
+    def classification(self) -> StatusClass:
+        """
+        What this recipient's reply means: transient or permanent, the
+        reason (mailbox, address, policy, network, security, system,
+        content...) and the retry advice (see L{mailclient.classify}).  With
+        no reply (C{"unknown"}, C{"not-attempted"}) it is a transient
+        network matter.
+        """
+        return classify(self.code, self.enhancedStatus, self.text)
 
     @classmethod
     def fromReply(cls, address: str, reply: Reply, phase: str) -> RecipientResult:

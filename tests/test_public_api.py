@@ -9,6 +9,15 @@ import mailclient
 from mailclient import errors
 
 EXPECTED = {
+    "DSN",
+    "LMTPClient",
+    "OAuthBearerMechanism",
+    "Recipient",
+    "ScramSHA256Mechanism",
+    "StatusClass",
+    "TokenProvider",
+    "classify",
+    "verifyConnection",
     "Capabilities",
     "CramMD5Mechanism",
     "ESMTPClient",

@@ -304,3 +304,74 @@ def test_successWithServerProof() -> None:
     serverSays(client, b"334 " + base64.b64encode(b"proof"))
     serverSays(client, b"235 ok")
     assert ready.value().authMechanism == "PLAIN"
+
+
+class TestMechanismFallback:
+    def tlsClient(self, *mechanisms: Any) -> tuple[ESMTPClient, RecordingTransport]:
+        """
+        A TLS client offering C{mechanisms}, greeted, EHLO answered with
+        AUTH SCRAM-SHA-256 PLAIN.
+        """
+        client = ESMTPClient(clock=Clock(), heloName="c.example", tls="implicit")
+        for mechanism in mechanisms:
+            client.registerAuthenticator(mechanism)
+        transport = connectClient(client, RecordingTransport(secure=True))
+        transport.completeHandshake()
+        serverSays(client, b"220 mx", b"250-mx", b"250 AUTH SCRAM-SHA-256 PLAIN")
+        return client, transport
+
+    def test_nextMechanismAfter535UnderTLS(self) -> None:
+        """
+        Under TLS, a 535 to the strongest mechanism (a server offering SCRAM
+        without SCRAM secrets for this account) leads to the next one we
+        have, once; its success makes the session ready.
+        """
+        from mailclient import PlainMechanism, ScramSHA256Mechanism
+
+        client, transport = self.tlsClient(
+            ScramSHA256Mechanism("u", "p"), PlainMechanism("u", "p")
+        )
+        ready = Outcome(client.whenReady())
+        assert b"AUTH SCRAM-SHA-256 " in transport.take()
+        serverSays(client, b"535 5.7.8 no SCRAM secrets")
+        assert transport.take().startswith(b"AUTH PLAIN ")
+        serverSays(client, b"235 ok")
+        assert ready.value().authMechanism == "PLAIN"
+
+    def test_allMechanismsFail(self) -> None:
+        """
+        When every mechanism is refused, the session fails with the last
+        refusal.
+        """
+        from mailclient import PlainMechanism, ScramSHA256Mechanism
+
+        client, transport = self.tlsClient(
+            ScramSHA256Mechanism("u", "p"), PlainMechanism("u", "p")
+        )
+        ready = Outcome(client.whenReady())
+        serverSays(client, b"535 5.7.8 no")
+        serverSays(client, b"535 5.7.8 still no")
+        error = ready.error(errors.AuthenticationFailedError)
+        assert "PLAIN" in str(error)
+
+    def test_noFallbackInClear(self) -> None:
+        """
+        Without TLS (plaintext AUTH allowed), a refused CRAM-MD5 does not
+        lead to PLAIN: a forged refusal must not expose the password.
+        """
+        from mailclient import CramMD5Mechanism, PlainMechanism
+
+        client = ESMTPClient(
+            clock=Clock(), heloName="c.example", tls="none", allowPlaintextAuth=True
+        )
+        client.registerAuthenticator(CramMD5Mechanism("u", "p"))
+        client.registerAuthenticator(PlainMechanism("u", "p"))
+        transport = connectClient(client)
+        ready = Outcome(client.whenReady())
+        serverSays(client, b"220 mx", b"250-mx", b"250 AUTH CRAM-MD5 PLAIN")
+        assert transport.take().endswith(b"AUTH CRAM-MD5\r\n")
+        serverSays(client, b"334 " + base64.b64encode(b"<1.2@mx>"))
+        transport.clear()
+        serverSays(client, b"535 5.7.8 no")
+        ready.error(errors.AuthenticationFailedError)
+        assert b"AUTH PLAIN" not in transport.value()
