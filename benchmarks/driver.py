@@ -13,8 +13,8 @@ Only the send phase is timed (``perf_counter`` and ``getrusage`` of this
 process, all threads), so interpreter start-up and imports do not count.  The
 last line on stdout is one JSON object::
 
-    {"client", "sent", "failed", "error", "wall_s", "cpu_s", "vmhwm_kib",
-     "version"}
+    {"client", "sent", "failed", "error", "wall_s", "cpu_s", "cpu_user_s",
+     "cpu_sys_s", "vmhwm_kib", "version"}
 
 ``vmhwm_kib`` is this process's peak resident set (VmHWM from
 /proc/self/status): a new address space starts with exec, so unlike
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         tally.fail(e, max(0, a.n - tally.sent - tally.failed))
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    user, system = ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime
     emit(
         {
             "client": a.client,
@@ -392,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             "failed": tally.failed,
             "error": tally.error,
             "wall_s": wall,
-            "cpu_s": cpu,
+            "cpu_s": user + system,
+            "cpu_user_s": user,
+            "cpu_sys_s": system,
             "vmhwm_kib": vmhwm_kib(),
             "version": version,
         }

@@ -262,11 +262,12 @@ class Sink:
             code, text = s.ehlo()
         return f"{code} " + text.decode(errors="replace").replace("\n", " | ")
 
-    def count(self) -> int:
+    def count(self, what: bytes = b"mesg") -> int:
+        """The sink's message counter (C{what=b"bdat"}: messages sent by BDAT)."""
         with open(self.outPath, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 400))
-            found = re.findall(rb"mesg=(\d+)", f.read())
+            found = re.findall(what + rb"=(\d+)", f.read())
         return int(found[-1]) if found else 0
 
     def waitCount(self, expected: int, timeout: float = 3.0) -> int:
@@ -372,7 +373,7 @@ class Runner:
             full = [GNU_TIME, "-f", "%M", "-o", base + ".rss", "--", *full]
         full = pinned(full, self.clientCpu)
         rec["cmd"] = shlex.join(cmd)
-        before = sink.count()
+        before, bdatBefore = sink.count(), sink.count(b"bdat")
         sinkCpu0 = sink.cpu()
         env = None
         if c.name == "mailclient" and self.a.mailclient_path:
@@ -407,6 +408,10 @@ class Runner:
         received = sink.waitCount(before + n, 0.2 if code else 3.0) - before
         sinkCpu1 = sink.cpu()
         rec.update(exit=code, sink_msgs=received, outer_wall_s=outerWall)
+        with open("/proc/loadavg") as f:
+            rec["load1"] = float(f.read().split()[0])
+        if sink.kind == "pysink":
+            rec["bdat_msgs"] = sink.count(b"bdat") - bdatBefore
         if sinkCpu0 is not None and sinkCpu1 is not None:
             rec["sink_cpu_s"] = sinkCpu1 - sinkCpu0
         try:
@@ -431,9 +436,11 @@ class Runner:
         if c.native:
             rec["wall_s"] = outerWall
             rec["cpu_s"] = usage.ru_utime + usage.ru_stime
+            rec["cpu_sys_s"] = usage.ru_stime
         elif "wall_s" in report:
             rec["wall_s"] = report["wall_s"]
             rec["cpu_s"] = report["cpu_s"]
+            rec["cpu_sys_s"] = report.get("cpu_sys_s")
             rec["version"] = report.get("version")
             if "rss_kib" not in rec and report.get("vmhwm_kib"):
                 rec["rss_kib"] = report["vmhwm_kib"]
@@ -544,6 +551,16 @@ def summarize(runs: list[dict]) -> dict[tuple, dict]:
                 {short_error(x.get("error")) for x in recs if not x["ok"]}
             ),
         }
+    # msg/s relative to a reference client, paired by repetition: the two
+    # runs of one repetition are close in time, so the ratio of each pair
+    # is less disturbed by other load on the machine than a ratio of medians.
+    for (client, *cell), stats in out.items():
+        for refName, field in ((REFERENCE, "xref"), ("smtplib-reuse", "x_smtplib")):
+            mine = {x["rep"]: x for x in groups[(client, *cell)] if x["ok"]}
+            ref = {x["rep"]: x for x in groups.get((refName, *cell), []) if x["ok"]}
+            stats[field] = median(
+                [mine[k]["msg_s"] / ref[k]["msg_s"] for k in mine if k in ref]
+            )
     return out
 
 
@@ -589,6 +606,8 @@ def roundTrips(r: Runner, clients: list[Client], sink: Sink) -> list[dict]:
                 row["setup_rt"] = pl["bursts"] - row["rt_per_msg"] * L["n"]
                 row["c2s_bytes_per_msg"] = (pl["c2s_bytes"] - ps["c2s_bytes"]) / dn
                 row["session_msg_s"] = L["msg_s"]
+                if "bdat_msgs" in L:
+                    row["bdat_share"] = L["bdat_msgs"] / L["n"]
                 dt = L["wall_s"] - S["wall_s"]
                 row["steady_msg_s"] = dn / dt if dt > 0 else None
                 log(
@@ -667,14 +686,16 @@ def targets(a, res: Results) -> list[dict]:
             met,
         )
 
-    def ratio(what, mine, ref, refName, minimum):
+    def ratio(what, mine, ref, refName, minimum, paired=None):
         if mine is None or ref is None or not ref:
             add(what, f"mailclient {fmt(mine)}, {refName} {fmt(ref)}", None)
             return
+        x = paired if paired is not None else mine / ref
+        how = " (median of per-repetition ratios)" if paired is not None else ""
         add(
             what,
-            f"mailclient {fmt(mine)} / {refName} {fmt(ref)} = **{mine / ref:.2f}x**",
-            mine / ref >= minimum,
+            f"mailclient {fmt(mine)} / {refName} {fmt(ref)}: **{x:.2f}x**{how}",
+            x >= minimum,
         )
 
     ratio(
@@ -683,6 +704,7 @@ def targets(a, res: Results) -> list[dict]:
         cell(REFERENCE, KIB, 1, 1),
         "smtp-source -d",
         1.0,
+        cell("mailclient", KIB, 1, 1, "xref"),
     )
     ratio(
         "msg/s, 1 KiB, 1 rcpt, C=16 ≥ 1.0x smtplib (reuse)",
@@ -690,6 +712,7 @@ def targets(a, res: Results) -> list[dict]:
         cell("smtplib-reuse", KIB, 1, 16),
         "smtplib",
         1.0,
+        cell("mailclient", KIB, 1, 16, "x_smtplib"),
     )
 
     # CPU per message vs smtplib, every 1 KiB cell measured
@@ -787,7 +810,6 @@ def throughputTable(
         failed = []
         for conc in a.conc:
             s = summary.get((c.name, size, rcpts, conc))
-            ref = summary.get((REFERENCE, size, rcpts, conc))
             if not s or s["msg_s"] is None:
                 cells += ["error" if s else "-", "-"]
                 if s and s["errors"]:
@@ -798,9 +820,7 @@ def throughputTable(
             cells.append(
                 fmt(s["msg_s"]) + (f" ±{sp:.0f}%" if sp is not None else "") + bound
             )
-            cells.append(
-                f"{s['msg_s'] / ref['msg_s']:.2f}" if ref and ref["msg_s"] else "-"
-            )
+            cells.append(f"{s['xref']:.2f}" if s["xref"] is not None else "-")
         for key, digits in (("cpu_us", 0), ("rss_mib", 1)):
             for conc in a.conc:
                 s = summary.get((c.name, size, rcpts, conc))
@@ -860,9 +880,13 @@ def rtTable(a, rows: list[dict], clients: list[Client], sinkName: str) -> list[s
             continue
         ok10 = r10 is not None and "rt_per_msg" in r10
         perMsg = r1["conn_per_msg"] >= 0.5
+        via = ""
+        if "bdat_share" in r1:
+            share = r1["bdat_share"]
+            via = " (BDAT)" if share == 1 else " (DATA)" if share == 0 else " (mixed)"
         cells = [
             labelOf(c.name),
-            sinkName,
+            sinkName + via,
             fmt(r1["rt_per_msg"], 2),
             fmt(r10["rt_per_msg"], 2) if ok10 else "error",
             "(per msg)" if perMsg else fmt(r1["setup_rt"], 1),
@@ -909,7 +933,8 @@ def summaryBlock(a, res: Results, tg, clients, meta) -> list[str]:
         f"{meta['duration_min']:.1f} min; mailclient "
         f"{meta['mailclient_rev']}). Medians of {a.reps} interleaved repetition(s); "
         "±% = half the min-max range; ‡ = the sink's CPU was ≥85% busy (sink-bound). "
-        "xref = relative to Postfix `smtp-source -d` in the same run. Full tables: "
+        "xref = msg/s relative to Postfix `smtp-source -d`, median of the "
+        "per-repetition ratios. Full tables: "
         f"[`{os.path.basename(a.out)}`]({os.path.basename(a.out)}).",
         "",
     ]

@@ -10,10 +10,12 @@ CHUNKING, accepts every MAIL/RCPT, takes message data by DATA or BDAT, and
 throws it away.  All replies to the commands found in one read are written
 together, as a pipelining server does.
 
-After every message it writes ``mesg=<count>`` to stdout (flushed within
-50 ms), the same counter format as ``smtp-sink -c``, so the runner can check
-that every message arrived.  Pure Python: its throughput is far below
-smtp-sink's, so use it for round trips, not for msg/s.
+After every message it writes ``mesg=<count> bdat=<count>`` to stdout
+(flushed within 50 ms; ``mesg=`` as ``smtp-sink -c`` writes it), so the
+runner can check that every message arrived and how it was sent.
+
+Pure Python: its throughput is far below smtp-sink's, so use it for round
+trips and client CPU, not for msg/s.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ END_OF_DATA = b"\r\n.\r\n"
 class Counter:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.messages = 0
+        self.bdat = 0  # of which sent with BDAT
         self.loop = loop
         self.dirty = False
 
-    def add(self) -> None:
+    def add(self, bdat: bool) -> None:
         self.messages += 1
+        self.bdat += bdat
         if not self.dirty:
             self.dirty = True
             self.loop.call_later(0.05, self.flush)
 
     def flush(self) -> None:
         self.dirty = False
-        sys.stdout.write(f"mesg={self.messages}\n")
+        sys.stdout.write(f"mesg={self.messages} bdat={self.bdat}\n")
         sys.stdout.flush()
 
 
@@ -89,7 +93,7 @@ class Session(asyncio.Protocol):
         self.buffer = seen[end + len(END_OF_DATA) :]
         self.tail = b""
         self.mode = "command"
-        self._delivered("250 2.0.0 Ok: queued")
+        self._delivered("250 2.0.0 Ok: queued", bdat=False)
         return True
 
     def _bdat(self) -> bool:
@@ -100,14 +104,14 @@ class Session(asyncio.Protocol):
             return False
         self.mode = "command"
         if self.bdatLast:
-            self._delivered("250 2.0.0 Ok: queued")
+            self._delivered("250 2.0.0 Ok: queued", bdat=True)
         else:
             self.replies.append(b"250 2.0.0 Ok: chunk received\r\n")
         return True
 
-    def _delivered(self, reply: str) -> None:
+    def _delivered(self, reply: str, bdat: bool) -> None:
         self.rcpts = 0
-        self.counter.add()
+        self.counter.add(bdat)
         self.replies.append(reply.encode() + b"\r\n")
 
     def _command(self, line: bytes) -> None:

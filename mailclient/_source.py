@@ -19,6 +19,7 @@ import copy
 import io
 import quopri
 import tempfile
+from email.errors import InvalidHeaderDefect, MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import Address, Group
 from email.message import Message
@@ -283,25 +284,28 @@ class _Spool:
 
     def readAt(self, position: int, size: int) -> bytes:
         """
-        @param position: the offset of the first octet wanted.
+        @param position: the offset of the first octet wanted; at most
+            L{length}.
         @param size: how many octets at most; C{-1} for all the rest.
-        @return: octets kept from C{position} on, else the stream's next
-            ones (which are kept).
+        @return: the octets kept from C{position} on, followed (when they
+            are fewer than C{size}) by the stream's next ones, which are
+            kept in turn.
         """
+        data = b""
         if position < self.length:
             available = self.length - position
             self._file.seek(position)
-            return self._file.read(available if size < 0 else min(size, available))
-        if self.complete:
-            return b""
-        data = _checkBytes(self._stream.read(size))
-        if not data:
+            data = self._file.read(available if size < 0 else min(size, available))
+        if self.complete or 0 <= size <= len(data):
+            return data
+        more = _checkBytes(self._stream.read(size - len(data) if size > 0 else -1))
+        if not more:
             self.complete = True
             return data
         self._file.seek(self.length)
-        self._file.write(data)
-        self.length += len(data)
-        return data
+        self._file.write(more)
+        self.length += len(more)
+        return data + more
 
     def close(self) -> None:
         """
@@ -473,11 +477,69 @@ class _BytesSource(MessageSource):
         return io.BytesIO(self._data), len(self._data), not self._data.isascii()
 
 
+def _asciiGroups(folded: str, header: Any) -> list[Group] | None:
+    """
+    Rewrite the addresses of one address header with IDNA A-label domains.
+
+    @param folded: the header as written in UTF-8, for errors.
+    @param header: the parsed header, not ASCII, with its groups and its
+        defects.
+    @return: the groups with ASCII addresses (display names are kept, to be
+        RFC 2047 encoded; comments are lost), or L{None} when every address
+        is ASCII already (the header is then kept as it is).
+    @raise UnsupportedFeatureError: if an address has a non-ASCII local
+        part, or the header is malformed (what the parser made of it may not
+        be what was meant, and encoding it would break it further), or it
+        cannot be rebuilt.
+    @raise InvalidArgumentError: if a non-ASCII domain is not a valid IDNA
+        domain name.
+    """
+    groups = header.groups
+    specs = [address.addr_spec for group in groups for address in group.addresses]
+    for spec in specs:
+        if needsSMTPUTF8(spec):
+            raise UnsupportedFeatureError(
+                "message",
+                folded,
+                f"the address {spec!r} has a non-ASCII local part, which "
+                f"cannot be written in a header without UTF-8 (SMTPUTF8)",
+            )
+    if any(isinstance(d, InvalidHeaderDefect) for d in header.defects):
+        raise UnsupportedFeatureError(
+            "message",
+            folded,
+            "the header is malformed and not ASCII, so it cannot be encoded "
+            "without UTF-8 (SMTPUTF8)",
+        )
+    if all(spec.isascii() for spec in specs):
+        return None
+    asciiSpecs = iter([toASCIIAddress(spec, argument="message") for spec in specs])
+    try:
+        return [
+            Group(
+                group.display_name,
+                [
+                    Address(address.display_name, addr_spec=next(asciiSpecs))
+                    for address in group.addresses
+                ],
+            )
+            for group in groups
+        ]
+    except (ValueError, IndexError, MessageError) as e:
+        raise UnsupportedFeatureError(
+            "message",
+            folded,
+            f"the header cannot be rewritten without UTF-8: {e}",
+        ) from e
+
+
 def _cloneHeadersWithoutUTF8(message: Message) -> Message:
     """
     Make the top-level address headers of a message expressible without
     UTF-8: non-ASCII domains become IDNA A-labels (an encoded word is not
-    allowed in an address).
+    allowed in an address).  Headers whose addresses are ASCII are kept as
+    they are (their display names and comments are RFC 2047 encoded when
+    serialised).
 
     @param message: a message whose policy parses headers (an
         C{EmailPolicy}); other messages are returned as they are.
@@ -490,29 +552,23 @@ def _cloneHeadersWithoutUTF8(message: Message) -> Message:
     items = message.items()
     changed = False
     rebuilt: list[tuple[str, Any]] = []
+    policy: Any = message.policy
+    utf8Policy: Any = None
     for name, value in items:
-        groups = getattr(value, "groups", None)
-        if groups is None or str(value).isascii():
+        header: Any = value
+        newGroups = None
+        # An address header needs work when its UTF-8 form is not ASCII (its
+        # value as text may be the parser's repair of it).
+        if getattr(header, "groups", None) is not None:
+            utf8Policy = utf8Policy or policy.clone(utf8=True)
+            folded = header.fold(policy=utf8Policy).strip()
+            if not folded.isascii():
+                newGroups = _asciiGroups(folded, header)
+        if newGroups is None:
             rebuilt.append((name, value))
-            continue
-        newGroups = []
-        for group in groups:
-            addresses = []
-            for address in group.addresses:
-                spec = address.addr_spec
-                if needsSMTPUTF8(spec):
-                    raise UnsupportedFeatureError(
-                        "message",
-                        f"{name}: {spec}",
-                        "the address has a non-ASCII local part, which cannot "
-                        "be written in a header without UTF-8 (SMTPUTF8)",
-                    )
-                ascii = toASCIIAddress(spec, argument="message")
-                addresses.append(Address(address.display_name, addr_spec=ascii))
-            newGroups.append(Group(group.display_name, addresses))
-        policy: Any = message.policy
-        rebuilt.append(policy.header_store_parse(name, newGroups))
-        changed = True
+        else:
+            rebuilt.append(policy.header_store_parse(name, newGroups))
+            changed = True
     if not changed:
         return message
     clone = copy.deepcopy(message)
@@ -613,7 +669,18 @@ class _EmailSource(MessageSource):
             _reencodeSevenBit(message)
             policy = policy.clone(cte_type="7bit")
         buffer = io.BytesIO()
-        BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message)
+        try:
+            BytesGenerator(buffer, mangle_from_=False, policy=policy).flatten(message)
+        except (UnicodeError, LookupError, TypeError, ValueError, MessageError) as e:
+            if downgrade:
+                raise UnsupportedFeatureError(
+                    "message",
+                    type(e).__name__,
+                    f"the message could not be re-encoded to 7 bits: {e}",
+                ) from e
+            raise InvalidArgumentError(
+                "message", type(e).__name__, f"cannot be serialised: {e}"
+            ) from e
         data = buffer.getvalue()
         if utf8 is False and not _headerSection(data).isascii():
             raise UnsupportedFeatureError(

@@ -32,7 +32,7 @@ C{CLOSED} when the session fails or the connection is lost)::
     AUTH         334 -> mechanism              AUTH
     AUTH         235                           READY
     AUTH         535 with a token provider     AUTH (once, with a new token)
-    AUTH         504/534/535 under TLS         AUTH (the next mechanism we have)
+    AUTH         504/534 (535 to SCRAM) + TLS  AUTH (the next mechanism we have)
     AUTH         anything else                 CLOSED (AuthenticationFailed)
     READY        a message is queued           RSET (when dirty) | MAIL
     READY        noop() / verify()             NOOP | VRFY
@@ -65,6 +65,7 @@ import base64
 import binascii
 import copy
 import enum
+import functools
 import inspect
 import socket
 from collections import deque
@@ -218,7 +219,10 @@ _VERB_PHASE: dict[str, Phase] = {
     "QUIT": _P.QUIT,
 }
 
-_TRY_NEXT_MECHANISM = frozenset({504, 534, 535})
+TRANSCRIPT_RECENT = 1000
+"""
+How many of its latest lines a session keeps beyond the negotiation.
+"""
 
 PIPELINE_WINDOW = 100
 """
@@ -268,6 +272,10 @@ class Timeouts:
         """
         The timeout for waiting on C{phase}.
         """
+        return self._byPhase.get(phase, self.command)
+
+    @functools.cached_property
+    def _byPhase(self) -> dict[str, float]:
         return {
             "greeting": self.greeting,
             "MAIL": self.mail,
@@ -276,7 +284,22 @@ class Timeouts:
             "data-block": self.dataBlock,
             "BDAT": self.dataBlock,
             "END-OF-DATA": self.finalReply,
-        }.get(phase, self.command)
+        }
+
+    @functools.cached_property
+    def shortest(self) -> float:
+        """
+        The shortest of the timeouts.
+        """
+        return min(
+            self.greeting,
+            self.command,
+            self.mail,
+            self.rcpt,
+            self.dataInitiation,
+            self.dataBlock,
+            self.finalReply,
+        )
 
 
 @attrs.define(eq=False)
@@ -332,6 +355,7 @@ class _Transaction:
     active: int = 0
     started: float = 0.0
     timings: dict[str, float] = attrs.Factory(dict)
+    transcript: list[tuple[str, str]] = attrs.Factory(list)
 
 
 @attrs.define(eq=False)
@@ -499,8 +523,12 @@ class ESMTPClient(LineReceiver):
         self._producingRun: _Run | None = None
         self._command: _Command | None = None
         self._timer: IDelayedCall | None = None
+        self._waitingFor: str | None = None
+        self._since = 0.0
+        self._session: SessionInfo | None = None
         self._transcript: list[tuple[str, str]] = []
-        self._negotiationEnd = 0
+        self._negotiation: tuple[tuple[str, str], ...] = ()
+        self._recent: deque[tuple[str, str]] = deque(maxlen=TRANSCRIPT_RECENT)
         self._extended = True
         self._ehloRefused = False
         self._starttlsRefused = False
@@ -640,9 +668,11 @@ class ESMTPClient(LineReceiver):
     @property
     def transcript(self) -> tuple[tuple[str, str], ...]:
         """
-        The session transcript so far, AUTH payloads redacted.
+        The session transcript, AUTH payloads redacted: the negotiation
+        (greeting to AUTH), then the last L{TRANSCRIPT_RECENT} lines.  Each
+        message's own lines are in its L{SendResult.transcript}.
         """
-        return tuple(self._transcript)
+        return tuple(self._transcript) + tuple(self._recent)
 
     @property
     def tlsActive(self) -> bool:
@@ -661,6 +691,8 @@ class ESMTPClient(LineReceiver):
         Whether commands are pipelined on this session now: the server
         offers PIPELINING and L{pipelining} is on.
         """
+        if self._session is not None:
+            return self._pipeliningActive
         return self.pipelining and self.capabilities.pipelining
 
     @property
@@ -681,6 +713,8 @@ class ESMTPClient(LineReceiver):
         """
         What the session has learnt so far.
         """
+        if self._session is not None:
+            return self._session
         version = cipher = None
         if self.tlsActive:
             handle = self.transport.getHandle()  # type: ignore[union-attr]
@@ -750,8 +784,13 @@ class ESMTPClient(LineReceiver):
             return
         if line.endswith(b"\r"):
             line = line[:-1]
-        self._record("S", line.decode("utf-8", "replace"))
-        if not self._expected:
+        head = self._expected[0] if self._expected else None
+        self._record(
+            "S",
+            line.decode("utf-8", "replace"),
+            head.run.tx if head is not None and head.run is not None else None,
+        )
+        if head is None:
             self._protocolError(f"reply with no command outstanding: {line[:80]!r}")
             return
         try:
@@ -765,9 +804,10 @@ class ESMTPClient(LineReceiver):
         run = expectation.run
         if run is not None:
             run.outstanding -= 1
-        self._cancelTimer()
         if self._expected:
             self._startTimer(self._expected[0].verb)
+        else:
+            self._cancelTimer()
         if reply.code == 421 and expectation.verb != "QUIT":
             self._recordClosing(expectation, reply)
             self._fail(errors.ServerRefusedSessionError(expectation.verb, reply))
@@ -901,11 +941,17 @@ class ESMTPClient(LineReceiver):
                 self._tokenRetried = True
                 self._fetchToken(mechanism, refresh=True)
                 return
-            if reply.code in _TRY_NEXT_MECHANISM and self.tlsActive:
-                # Under TLS, a mechanism the server cannot do for this
-                # account (SCRAM without SCRAM secrets, say) is not the end:
-                # try the next one we have.  Never in clear, where a forged
-                # refusal could push us from CRAM-MD5 down to PLAIN.
+            if self.tlsActive and (
+                reply.code in (504, 534)
+                or (reply.code == 535 and mechanism.name.upper().startswith("SCRAM-"))
+            ):
+                # Under TLS, a mechanism the server cannot do (504, 534), or
+                # SCRAM refused because the server keeps no SCRAM secrets for
+                # this account, is not the end: try the next one we have.
+                # A refused PLAIN is not retried as LOGIN (the same password,
+                # one more failed login towards a lockout).  Never in clear,
+                # where a forged refusal could push us from CRAM-MD5 down to
+                # PLAIN.
                 self._failedMechanisms.append(mechanism)
                 if self._chooseMechanism() is not None:
                     self.authenticate()
@@ -1065,7 +1111,7 @@ class ESMTPClient(LineReceiver):
                 self._protocolError("354 to DATA with no recipient accepted (LMTP)")
                 return
             run.finalSent = True
-            self._record("C", "<no recipient accepted: empty message> .")
+            self._record("C", "<no recipient accepted: empty message> .", tx)
             self._expectFinal(run)
             self._write(b".\r\n")
             self._afterData(run)
@@ -1199,6 +1245,9 @@ class ESMTPClient(LineReceiver):
         try:
             chunk = run.lookahead or run.message.read(CHUNK_SIZE)
             following = run.message.read(CHUNK_SIZE) if chunk else b""
+        except errors.MailClientError as e:
+            self._fail(e, polite=False)
+            return
         except Exception as e:
             self._fail(
                 errors.InvalidArgumentError(
@@ -1233,7 +1282,7 @@ class ESMTPClient(LineReceiver):
             self._writeChunk(run, out, last)
         elif last:
             run.finalSent = True
-            self._record("C", f"<{run.octets + len(out)} octets of data> .")
+            self._record("C", f"<{run.octets + len(out)} octets of data> .", run.tx)
             self._expectFinal(run)
             self._write(out)
         else:
@@ -1247,7 +1296,9 @@ class ESMTPClient(LineReceiver):
 
     def _writeChunk(self, run: _Run, data: bytes, last: bool) -> None:
         line = commands.bdat(len(data), last)
-        self._record("C", f"{line.decode('ascii').rstrip()} <{len(data)} octets>")
+        self._record(
+            "C", f"{line.decode('ascii').rstrip()} <{len(data)} octets>", run.tx
+        )
         if last:
             run.finalSent = True
             self._expectFinal(run)
@@ -1374,10 +1425,6 @@ class ESMTPClient(LineReceiver):
         """
         tx.begun = True
         tx.started = self.clock.seconds()
-        # Keep the negotiation and the current transactions only: a
-        # long-lived session's transcript stays bounded.
-        if not self._runs:
-            del self._transcript[self._negotiationEnd :]
         try:
             facts = tx.source.facts()
             plans = [
@@ -1393,7 +1440,9 @@ class ESMTPClient(LineReceiver):
                 )
                 for batch in recipientBatches(tx.recipients, self.capabilities.limits)
             ]
-            if len(plans) > 1:
+            if len(plans) > 1 or len(tx.recipients) > 1:
+                # Several transactions, or a 452 "too many recipients" to
+                # retry in another one: the message may be read again.
                 tx.source.keepForReopen()
         except errors.MailClientError as e:
             self._failTransaction(tx, e)
@@ -1535,6 +1584,13 @@ class ESMTPClient(LineReceiver):
             return
         tx.done = True
         result = self._result(tx)
+        _log.debug(
+            "message from {sender}: {accepted} of {count} recipients accepted",
+            sender=result.sender,
+            accepted=len(result.accepted),
+            count=len(tx.recipients),
+            transcript=tx.transcript,
+        )
         if result.accepted:
             tx.deferred.callback(result)
             return
@@ -1642,9 +1698,21 @@ class ESMTPClient(LineReceiver):
         if target is not self.phase:
             self._enter(target)
 
-    def _record(self, direction: str, text: str) -> None:
-        self._transcript.append((direction, text))
-        _log.debug("{direction} {line}", direction=direction, line=text)
+    def _record(
+        self, direction: str, text: str, tx: _Transaction | None = None
+    ) -> None:
+        """
+        Add a line to the transcript: the negotiation's until the session is
+        ready, then the bounded recent lines and, for a message's command or
+        reply, that message's own transcript.
+        """
+        entry = (direction, text)
+        if tx is not None:
+            tx.transcript.append(entry)
+        if self._isReady:
+            self._recent.append(entry)
+        else:
+            self._transcript.append(entry)
 
     @contextmanager
     def _hold(self) -> Iterator[None]:
@@ -1682,7 +1750,9 @@ class ESMTPClient(LineReceiver):
         recipient: str | None = None,
     ) -> None:
         self._record(
-            "C", transcript if transcript is not None else commands.redactCommand(line)
+            "C",
+            transcript if transcript is not None else commands.redactCommand(line),
+            run.tx if run is not None else None,
         )
         self._expect(verb, handler, run, recipient)
         self._write(line)
@@ -1701,17 +1771,42 @@ class ESMTPClient(LineReceiver):
             run.outstanding += 1
 
     def _startTimer(self, phase: str) -> None:
-        self._cancelTimer()
-        seconds = self.timeouts.forPhase(phase)
-        self._timer = self.clock.callLater(seconds, self._timedOut, phase, seconds)
+        """
+        Wait at most the timeout of C{phase} from now.
+
+        A busy session restarts this wait at every reply, so it costs no
+        delayed call: one delayed call wakes up at most every
+        L{Timeouts.shortest} seconds and compares the time since the last
+        restart with the timeout of what is awaited then.
+        """
+        self._waitingFor = phase
+        self._since = self.clock.seconds()
+        if self._timer is None:
+            self._timer = self.clock.callLater(
+                min(self.timeouts.forPhase(phase), self.timeouts.shortest),
+                self._checkTimer,
+            )
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._waitingFor = None
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
-    def _timedOut(self, phase: str, seconds: float) -> None:
+    def _checkTimer(self) -> None:
         self._timer = None
+        phase = self._waitingFor
+        if phase is None:
+            return
+        seconds = self.timeouts.forPhase(phase)
+        remaining = self._since + seconds - self.clock.seconds()
+        if remaining > 1e-6:
+            self._timer = self.clock.callLater(
+                min(remaining, self.timeouts.shortest), self._checkTimer
+            )
+            return
+        self._waitingFor = None
         self._fail(errors.SMTPTimeoutError(phase, seconds), polite=False)
 
     def _defaultHeloName(self) -> str:
@@ -1809,8 +1904,16 @@ class ESMTPClient(LineReceiver):
 
     def _becomeReady(self) -> None:
         self._enter(Phase.READY)
-        self._negotiationEnd = len(self._transcript)
+        self._negotiation = tuple(self._transcript)
         self._isReady = True
+        _log.debug(
+            "session with {server} ready",
+            server=self.capabilities.serverName,
+            transcript=self._negotiation,
+        )
+        # Nothing the session info holds changes from here on.
+        self._session = self.sessionInfo()
+        self._pipeliningActive = self.pipelining and self.capabilities.pipelining
         ready, self._ready = self._ready, []
         for d in ready:
             d.callback(self.sessionInfo())
@@ -1846,19 +1949,19 @@ class ESMTPClient(LineReceiver):
                     r.address, "not-attempted", None, None, text, "SESSION"
                 )
             recipients[r.address] = found
-        # A message that never began shares the negotiation's transcript (all
-        # of it when the session failed before it was ready).
+        # The negotiation's lines (all of them when the session failed before
+        # it was ready), then the message's own.
         transcript = (
-            self._transcript
-            if tx.begun or not self._negotiationEnd
-            else self._transcript[: self._negotiationEnd]
+            self._negotiation + tuple(tx.transcript)
+            if self._isReady
+            else tuple(self._transcript)
         )
         return SendResult(
             sender=tx.sender,
             recipients=recipients,
             reply=tx.reply,
             session=self.sessionInfo(),
-            transcript=tuple(transcript),
+            transcript=transcript,
             timings=dict(tx.timings),
             extensions=frozenset(tx.extensions),
         )
@@ -1946,6 +2049,9 @@ class ESMTPClient(LineReceiver):
         self._command = None
         pending = [t for t in pending if not t.done]
         error.withTranscript(self.transcript)
+        _log.debug(
+            "session failed: {error}", error=str(error), transcript=error.transcript
+        )
         # Mark everything done before firing any Deferred: a callback may
         # cancel or queue another one.
         for t in pending:

@@ -169,6 +169,8 @@ TESTED = {
     "one_connection.py",
     "sender_factory.py",
     "private_ca.py",
+    "check_server.py",
+    "extensions.py",
 }
 
 
@@ -380,3 +382,39 @@ async def test_privateCAUntrusted(tmp_path: Path, startReceiver: StartReceiver) 
     assert finished.status != 0
     assert "TLSHandshakeError" in finished.err
     assert r.deliveries == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_checkServer(receiver: LoopbackReceiver) -> None:
+    """
+    The server-check example reports what the receiver offers without
+    sending mail, and survives a server that answers neither NOOP nor VRFY.
+    """
+    finished = await runExample("check_server.py", receiver.port or 0)
+    check(
+        finished,
+        "server: localhost",
+        "extensions: 8BITMIME",
+        "TLS: none; SASL: none",
+        "NOOP refused: 500",
+        "VRFY refused: 500",
+    )
+    assert delivered(receiver) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_extensions(receiver: LoopbackReceiver) -> None:
+    """
+    The extensions example classifies each recipient's reply, shows that
+    DSN was not used with a server that does not offer it, and that
+    REQUIRETLS refuses a session without TLS.
+    """
+    finished = await runExample("extensions.py", receiver.port or 0)
+    check(
+        finished,
+        "alice@example.com: accepted (success, other, retry: none)",
+        "reject@example.com: rejected (permanent, address, retry: do-not-retry)",
+        "DSN requested: False",
+        "REQUIRETLS: not sent (the session is not protected by TLS)",
+    )
+    assert delivered(receiver) == ["alice@example.com"]

@@ -9,9 +9,11 @@ import email
 import email.policy
 import io
 import itertools
+import os
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -89,17 +91,16 @@ def readAll(opened: OpenedMessage, size: int = 7) -> bytes:
     return b"".join(iter(lambda: opened.read(size), b""))
 
 
-def flatten(message: Message, **policy: object) -> bytes:
+def flatten(message: Message, *, utf8: bool | None = None) -> bytes:
     """
-    Serialise C{message} with its policy changed by C{policy}, CRLF line
-    ends.
+    Serialise C{message} with its policy (and C{utf8} when given), CRLF
+    line ends.
     """
+    policy: Any = message.policy.clone(linesep="\r\n")
+    if utf8 is not None:
+        policy = policy.clone(utf8=utf8)
     out = io.BytesIO()
-    BytesGenerator(
-        out,
-        mangle_from_=False,
-        policy=message.policy.clone(linesep="\r\n", **policy),
-    ).flatten(message)
+    BytesGenerator(out, mangle_from_=False, policy=policy).flatten(message)
     return out.getvalue()
 
 
@@ -250,10 +251,20 @@ def test_legacyFile() -> None:
     source = toMessageSource(stream)
     assert (source.size, source.eightBit, source.stream) == (None, None, stream)
     assert source.read(2) == b"ab"
-    textual = Unseekable(b"")
-    textual.read = lambda size=-1: "text"  # type: ignore[assignment,method-assign,misc]
+
+    class Textual(Unseekable):
+        """
+        A stream opened in text mode.
+        """
+
+        def read(self, size: int = -1, /) -> str:  # type: ignore[override]
+            """
+            Give text.
+            """
+            return "text"
+
     with pytest.raises(InvalidArgumentError, match="binary mode"):
-        toMessageSource(textual).read()
+        toMessageSource(Textual(b"")).read()
 
 
 # -- facts of raw bytes -------------------------------------------------------------
@@ -500,6 +511,49 @@ def test_messageInvalidDomain() -> None:
     assert "\u2603.example" in caught.value.reason
 
 
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("J\u00f6rg <broken", "malformed"),
+        ("<@b\u00fc.example>", "malformed"),
+        ("x <a@b\u00fc ch\u00e9.example>", "malformed"),
+        ('x <""@b\u00fc.example>', "cannot be rewritten"),
+    ],
+)
+def test_messageMalformedAddressHeader(value: str, reason: str) -> None:
+    """
+    A malformed address header that is not ASCII is refused rather than
+    guessed at when it must be written without UTF-8: what the parser made
+    of it may not be what was meant, and encoded words would break it
+    further.  The error shows the header as it would be sent in UTF-8.
+    """
+    message = EmailMessage()
+    message["To"] = value
+    message.set_content("x\n")
+    source = toMessageSource(message)
+    asIs = source.open().read(-1)
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        source.open(utf8Headers=False)
+    assert reason in caught.value.reason
+    assert isinstance(caught.value.value, str)
+    assert caught.value.value.startswith("To: ")
+    assert caught.value.value.encode() + b"\r\n" in asIs
+
+
+def test_messageAddressCommentsAndDots() -> None:
+    """
+    Display names with non-ASCII text (even with the obsolete dots in
+    them) are RFC 2047 encoded, their addresses untouched.
+    """
+    message = EmailMessage()
+    message["To"] = "J\u00f6rg J. M\u00fcller <a@b.example>, c@d.example"
+    message.set_content("x\n")
+    data = toMessageSource(message).open(utf8Headers=False).read(-1)
+    to = parse(data)["To"]
+    assert [a.addr_spec for a in to.addresses] == ["a@b.example", "c@d.example"]
+    assert to.addresses[0].display_name == "J\u00f6rg J. M\u00fcller"
+
+
 def test_messageRaw8BitHeader() -> None:
     """
     A parsed message whose header holds raw 8-bit octets (not UTF-8 text)
@@ -615,13 +669,18 @@ def test_downgradeParsedMessage() -> None:
         b"--b--\r\n"
     )
     message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
     data = toMessageSource(message).open(utf8Headers=False, downgrade=True).read(-1)
     assert isSevenBit(data)
     text, nested = parse(data).iter_parts()
-    assert text.get_content() == "caf\u00e9\r\n"
+    originalText, originalNested = message.iter_parts()
+    assert text.get_content() == "caf\u00e9" == originalText.get_content()
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
     assert nested["Content-Transfer-Encoding"] == "7bit"
     inner = nested.get_content()
-    assert inner.get_content() == "\u00e9t\u00e9\r\n"
+    assert inner.get_content() == "\u00e9t\u00e9"
+    assert inner["Subject"] == "inner"
+    assert originalNested["Content-Transfer-Encoding"] == "8bit"
 
 
 def test_downgradeKeepsUTF8Headers() -> None:
@@ -637,16 +696,51 @@ def test_downgradeKeepsUTF8Headers() -> None:
     assert parse(data).get_content() == "h\u00e9llo w\u00f6rld\n"
 
 
+def test_downgradeOnlyWhatNeedsIt() -> None:
+    """
+    Re-encoding to 7 bits leaves 7-bit parts alone, and combines with
+    headers re-encoded without UTF-8.
+    """
+    message = internationalMessage()
+    message.add_attachment("plain ascii\n")
+    data = toMessageSource(message).open(utf8Headers=False, downgrade=True).read(-1)
+    assert isSevenBit(data)
+    text, plain = parse(data).iter_parts()
+    assert text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert plain["Content-Transfer-Encoding"] == "7bit"
+    assert plain.get_content() == "plain ascii\n"
+    assert parse(data)["Subject"] == "Gr\u00fc\u00dfe"
+
+
 def test_downgradeImpossible() -> None:
     """
-    8-bit text outside any part (a preamble) cannot be re-encoded: asking
-    for 7 bits is refused rather than sending 8-bit data.
+    A part that claims a 7-bit transfer encoding but holds raw 8-bit or
+    NUL octets is not re-encoded (its encoding is taken at its word), so
+    the result is checked: asking for 7 bits is refused rather than sending
+    8-bit data.
+    """
+    for payload in ["caf\udce9", "a\x00b"]:
+        message = Message()
+        message["Content-Type"] = "application/octet-stream"
+        message["Content-Transfer-Encoding"] = "base64"
+        message.set_payload(payload)
+        source = toMessageSource(message)
+        with pytest.raises(UnsupportedFeatureError) as caught:
+            source.open(utf8Headers=False, downgrade=True)
+        assert "7 bits" in caught.value.reason
+
+
+def test_messageCannotBeSerialised() -> None:
+    """
+    A message the standard library cannot serialise (8-bit text in a
+    preamble) is refused as an invalid message.
     """
     message = binaryAttachmentMessage("base64")
     message.preamble = "pr\u00e9ambule"
-    with pytest.raises(UnsupportedFeatureError) as caught:
-        toMessageSource(message).open(utf8Headers=False, downgrade=True)
-    assert "7 bits" in caught.value.reason
+    with pytest.raises(InvalidArgumentError) as caught:
+        toMessageSource(message).facts()
+    assert caught.value.argument == "message"
+    assert "cannot be serialised" in caught.value.reason
 
 
 def test_messageFormsMadeOnce() -> None:
@@ -657,7 +751,7 @@ def test_messageFormsMadeOnce() -> None:
     message = binaryAttachmentMessage("binary")
     source = toMessageSource(message)
     first = source.open(utf8Headers=False, downgrade=True).read(-1)
-    message["Subject"] = "changed later"
+    message.replace_header("Subject", "changed later")
     assert source.open(utf8Headers=False, downgrade=True).read(-1) == first
 
 
@@ -693,11 +787,11 @@ def test_seekableFile(tmp_path: Path) -> None:
     with path.open("rb") as stream:
         stream.seek(6)
         source = toMessageSource(stream)
-        assert source.facts() == MessageFacts(21, True, False, True, False)
+        assert source.facts() == MessageFacts(22, True, False, True, False)
         assert stream.tell() == 6
         first = source.open()
         second = source.open()
-        assert first.size == second.size == 21
+        assert first.size == second.size == 22
         assert first.read(5) == b"Subje"
         assert readAll(second) == b"Subject: h\xc3\xa9\r\n\r\nbody\r\n"
         assert readAll(first) == b"ct: h\xc3\xa9\r\n\r\nbody\r\n"
@@ -756,7 +850,14 @@ def test_fileReadFails() -> None:
     """
 
     class Broken(io.BytesIO):
+        """
+        A file whose disk fails.
+        """
+
         def read(self, size: int | None = -1, /) -> bytes:
+            """
+            Fail.
+            """
             raise OSError("disk on fire")
 
     with pytest.raises(InvalidArgumentError) as caught:
@@ -771,7 +872,14 @@ def test_textModeReaderRefused() -> None:
     """
 
     class Textual(io.BytesIO):
+        """
+        A seekable stream opened in text mode.
+        """
+
         def read(self, size: int | None = -1, /) -> str:  # type: ignore[override]
+            """
+            Give text.
+            """
             return "text"
 
     with pytest.raises(InvalidArgumentError, match="binary mode"):
@@ -793,22 +901,31 @@ class NotReallySeekable(io.BytesIO):
         raise OSError("no")
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        Unseekable,
-        NotReallySeekable,
-        lambda data: io.BufferedReader(Unseekable(data)),  # type: ignore[arg-type]
-    ],
-)
+def pipe(data: bytes) -> io.BufferedReader:
+    """
+    The reading end of an OS pipe that holds C{data}.
+    """
+    reading, writing = os.pipe()
+    with open(writing, "wb") as stream:
+        stream.write(data)
+    return open(reading, "rb")
+
+
+@pytest.mark.parametrize("make", [Unseekable, NotReallySeekable, pipe])
 def test_unseekableFacts(make: type[Unseekable]) -> None:
     """
-    A stream that cannot seek is not scanned up front: its size and
-    8-bitness are unknown.
+    A stream that cannot seek (a pipe, or one that cannot tell where it
+    is) is not scanned up front: its size and 8-bitness are unknown.
     """
-    source = toMessageSource(make(b"Subject: \xc3\xa9\r\n\r\n\x00"))
+    data = b"Subject: \xc3\xa9\r\n\r\n\x00"
+    stream = make(data)
+    source = toMessageSource(stream)
     assert source.facts() == MessageFacts(None, None, False, False, False)
-    assert source.open().size is None
+    opened = source.open()
+    assert opened.size is None
+    assert readAll(opened) == data
+    if isinstance(stream, io.BufferedReader):
+        stream.close()
 
 
 def test_unseekableReadOnce() -> None:
@@ -851,6 +968,7 @@ def test_unseekableKept() -> None:
     second = source.open()
     assert second.size is None
     assert second.read(6) == b"012345"
+    assert first.read(0) == b""
     assert first.read(-1) == b"456789"
     assert first.read(3) == b""
     assert second.read(-1) == b"6789"
@@ -879,9 +997,9 @@ def test_unseekableKeptLarge() -> None:
 @pytest.mark.parametrize(
     ("data", "utf8Headers", "downgrade", "good"),
     [
-        (b"A: b\r\n\r\n" + b"x" * 20 + b"\xc3\xa9", False, False, 28),
-        (b"A: b\r\n" + b"x" * 20 + b"\xc3\xa9", False, False, 21),
-        (b"A: b\r\n\r\n" + b"x" * 20 + b"\xc3\xa9", True, True, 21),
+        (b"A: b\r\n" + b"x" * 20 + b"\xc3\xa9\r\n\r\nbody", False, False, 26),
+        (b"A: b\r\n" + b"x" * 20 + b"\xc3\xa9", False, False, 26),
+        (b"A: b\r\n\r\n" + b"x" * 20 + b"\xc3\xa9", True, True, 28),
         (b"A: b\r\n\r\n" + b"x" * 20 + b"\x00", True, True, 28),
     ],
 )
@@ -892,7 +1010,8 @@ def test_unseekableFormCheckedWhileReading(
     A stream's form cannot be known up front, so it is checked while
     reading: UTF-8 in the header section when UTF-8 headers were refused,
     or 8-bit or NUL octets when 7 bits were asked for, fail the read of
-    the block that holds them.
+    the block that holds them (C{good} is the offset of the first bad
+    octet).
     """
     source = toMessageSource(Unseekable(data))
     opened = source.open(utf8Headers=utf8Headers, downgrade=downgrade)
@@ -904,12 +1023,22 @@ def test_unseekableFormCheckedWhileReading(
     assert len(data) > good
 
 
-def test_unseekableFormFine() -> None:
+@pytest.mark.parametrize(
+    ("data", "downgrade"),
+    [
+        (b"A: b\r\n\r\nplain\r\n", True),
+        (b"A: b\r\n\r\nb\xc3\xa9\xc3\xa9\xc3\xa9\r\n", False),
+        (b"A: b\n\nb\xc3\xa9\xc3\xa9\xc3\xa9\r\n", False),
+    ],
+)
+def test_unseekableFormFine(data: bytes, downgrade: bool) -> None:
     """
-    A stream already in the form asked for reads through.
+    A stream already in the form asked for reads through: 8-bit octets
+    after the header section are fine when only UTF-8 headers are refused.
     """
-    data = b"A: b\r\n\r\nplain\r\n"
-    opened = toMessageSource(Unseekable(data)).open(utf8Headers=False, downgrade=True)
+    opened = toMessageSource(Unseekable(data)).open(
+        utf8Headers=False, downgrade=downgrade
+    )
     assert readAll(opened, 3) == data
 
 

@@ -18,6 +18,7 @@ session, and the legacy C{AUTH=PLAIN LOGIN} form is understood.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -129,7 +130,7 @@ class Capabilities:
                 return params
         return ()
 
-    @property
+    @functools.cached_property
     def keywords(self) -> frozenset[str]:
         """
         Every advertised keyword, upper-cased.
@@ -199,7 +200,7 @@ class Capabilities:
         """
         return self.has("REQUIRETLS")
 
-    @property
+    @functools.cached_property
     def authMechanisms(self) -> frozenset[str]:
         """
         The upper-cased SASL mechanisms advertised with C{AUTH} or the legacy
@@ -214,7 +215,7 @@ class Capabilities:
         """
         return self.has("SIZE")
 
-    @property
+    @functools.cached_property
     def size(self) -> int | None:
         """
         The largest message size in octets the server accepts, from
@@ -228,7 +229,7 @@ class Capabilities:
             return None
         return int(params[0]) or None
 
-    @property
+    @functools.cached_property
     def limits(self) -> Mapping[str, int]:
         """
         The RFC 9422 C{LIMITS} the server advertised, such as

@@ -199,6 +199,13 @@ def _checkNoSpace(text: str, value: str | bytes, argument: str) -> None:
         raise CommandArgumentError(argument, value, "contains '<' or '>'")
 
 
+# Addresses that passed validateAddress, by (address, allowEmpty, utf8): the
+# same few addresses are checked again and again (the send, the plan, the
+# command encoders).  Only successes are kept, and at most _VALID_LIMIT.
+_VALID: dict[tuple[str | bytes, bool, bool], str] = {}
+_VALID_LIMIT = 4096
+
+
 def validateAddress(
     address: str | bytes,
     argument: str,
@@ -231,6 +238,12 @@ def validateAddress(
     @raise UnsupportedFeatureError: if the address is not ASCII and C{utf8}
         is false.
     """
+    key = (address, allowEmpty, utf8)
+    # Only text and bytes can be valid (and hashed): anything else is
+    # refused below.
+    known = _VALID.get(key) if isinstance(address, str | bytes) else None
+    if known is not None:
+        return known
     text = _checkText(address, argument, utf8=utf8)
     if not text:
         if allowEmpty:
@@ -248,6 +261,9 @@ def validateAddress(
         raise CommandArgumentError(
             argument, address, "has no '@' (only postmaster may omit the domain)"
         )
+    if len(_VALID) >= _VALID_LIMIT:
+        _VALID.clear()
+    _VALID[key] = text
     return text
 
 

@@ -22,6 +22,7 @@ advertising the extension.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
@@ -70,11 +71,21 @@ class EnhancedStatus:
         @return: the parsed code, or L{None} when C{text} is not exactly one
             well-formed code.
         """
+        if text in _PARSED:
+            return _PARSED[text]
         match = _ENHANCED_STATUS.fullmatch(text)
         if match is None:
             return None
         klass, subject, detail = match.groups()
-        return cls(int(klass), int(subject), int(detail))
+        status = cls(int(klass), int(subject), int(detail))
+        if len(_PARSED) < _PARSED_LIMIT:
+            _PARSED[text] = status
+        return status
+
+
+# Servers repeat the same few codes: remember the parsed ones (bounded).
+_PARSED: dict[str, EnhancedStatus] = {}
+_PARSED_LIMIT = 512
 
 
 def _splitStatus(line: str) -> tuple[EnhancedStatus | None, str]:
@@ -109,7 +120,7 @@ class Reply:
     lines: tuple[str, ...]
     enhancedStatus: EnhancedStatus | None = None
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
         """
         The reply text: the lines joined with newlines, with the enhanced
@@ -124,7 +135,7 @@ class Reply:
             stripped.append(rest if status == self.enhancedStatus else line)
         return "\n".join(stripped)
 
-    @property
+    @functools.cached_property
     def enhancedStatusText(self) -> str | None:
         """
         The enhanced status code as a string such as C{"5.1.1"}, or L{None}.

@@ -345,7 +345,7 @@ class TestMechanismFallback:
         """
         from mailclient import PlainMechanism, ScramSHA256Mechanism
 
-        client, transport = self.tlsClient(
+        client, _transport = self.tlsClient(
             ScramSHA256Mechanism("u", "p"), PlainMechanism("u", "p")
         )
         ready = Outcome(client.whenReady())

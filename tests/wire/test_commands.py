@@ -309,6 +309,8 @@ def test_validateAddressAccepts(
         ("a@b\x00", "NUL"),
         (123, "must be a string"),
         (None, "must be a string"),
+        (["a@b"], "must be a string"),
+        (bytearray(b"a@b"), "must be a string"),
     ],
 )
 def test_validateAddressRefuses(address: object, reason: str) -> None:
@@ -444,6 +446,24 @@ def test_validateAddressUTF8Refuses(address: str | bytes, reason: str) -> None:
     assert caught.value.argument == "toAddress"
     assert caught.value.value == address
     assert reason in caught.value.reason
+
+
+def test_validateAddressRemembersOnlySuccesses() -> None:
+    """
+    Valid addresses are remembered (a bounded number of them), and a
+    remembered address is still refused in a mode it is not valid in.
+    """
+    commands._VALID.clear()
+    assert validateAddress("j\u00f6rg@b", "toAddress", utf8=True) == "j\u00f6rg@b"
+    assert validateAddress("j\u00f6rg@b", "toAddress", utf8=True) == "j\u00f6rg@b"
+    with pytest.raises(UnsupportedFeatureError):
+        validateAddress("j\u00f6rg@b", "toAddress")
+    with pytest.raises(CommandArgumentError):
+        validateAddress("", "toAddress")
+    for n in range(commands._VALID_LIMIT + 1):
+        validateAddress(f"user{n}@b", "toAddress")
+    assert 0 < len(commands._VALID) <= commands._VALID_LIMIT
+    assert validateAddress("user0@b", "toAddress") == "user0@b"
 
 
 def test_validateAddressAllowEmptyPositional() -> None:

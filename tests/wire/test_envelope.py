@@ -46,7 +46,7 @@ def caps(*keywords: str, **params: str) -> Capabilities:
     Capabilities with C{keywords} advertised without parameters and each
     C{params} keyword with its space-separated parameters.
     """
-    extensions = [(k, ()) for k in keywords]
+    extensions: list[tuple[str, tuple[str, ...]]] = [(k, ()) for k in keywords]
     extensions += [(k, tuple(v.split())) for k, v in params.items()]
     return Capabilities("mx.example", tuple(extensions))
 
@@ -424,9 +424,12 @@ def test_notifyRefused(notify: object, reason: str) -> None:
     A NOTIFY request must be a sequence of known keywords, not empty, with
     NEVER alone.
     """
-    for make in [lambda: DSN(notify=notify), lambda: Recipient("a@b", notify=notify)]:
+    for make in [
+        lambda: DSN(notify=notify),  # type: ignore[arg-type]
+        lambda: Recipient("a@b", notify=notify),  # type: ignore[arg-type]
+    ]:
         with pytest.raises(InvalidArgumentError) as caught:
-            make()  # type: ignore[no-untyped-call]
+            make()
         assert caught.value.argument == "notify"
         assert reason in caught.value.reason
 
@@ -831,7 +834,7 @@ def test_planDSN() -> None:
     recipient's own, else the message default) and ORCPT on each RCPT.
     """
     dsn = DSN(ret="hdrs", envelopeId="id+1", notify=["failure", "delay"])
-    recipients = [
+    recipients: list[Recipient | str] = [
         Recipient("a@x.example"),
         Recipient("b@x.example", notify=["never"], originalRecipient="old@x.example"),
         "c@x.example",
