@@ -81,6 +81,7 @@ def _checkBytes(data: object) -> bytes:
 # empty line: LF LF, LF CR (also in CRLF CRLF) and CR CR (a bare CR, then
 # another line end).
 _EMPTY_LINE_PAIRS = (b"\n\n", b"\n\r", b"\r\r")
+_HEADER_WINDOW = 8192
 
 
 class _Scanner:
@@ -135,10 +136,20 @@ class _Scanner:
         if not self.size and chunk[:1] in (b"\r", b"\n"):
             return 0
         data = self._last + chunk
-        found = [i for i in (data.find(p) for p in _EMPTY_LINE_PAIRS) if i != -1]
-        if not found:
-            return None
-        return min(found) + 1 - len(self._last)
+        # Look in windows: the header section is usually short, and the
+        # message behind it (a mebibyte, say) need not be searched three
+        # times for pairs that only the header's end has.
+        start = 0
+        while start < len(data):
+            stop = start + _HEADER_WINDOW
+            found = [
+                i for i in (data.find(p, start, stop) for p in _EMPTY_LINE_PAIRS)
+                if i != -1
+            ]
+            if found:
+                return min(found) + 1 - len(self._last)
+            start = stop - 1
+        return None
 
     def facts(self, *, canDowngrade: bool) -> MessageFacts:
         """

@@ -383,6 +383,7 @@ class _Run:
     producing: bool = False
     waitingChunk: bool = False
     finalSent: bool = False
+    finalWritten: bool = False
     bodyRefused: bool = False
     finalPending: deque[str] | None = None
     encoder: DataEncoder | ChunkEncoder | None = None
@@ -542,7 +543,9 @@ class ESMTPClient(LineReceiver):
         self._lastRefusal: Reply | None = None
         self._lost = False
         self._outbox: list[bytes] = []
+        self._finalsInOutbox: list[_Run] = []
         self._holding = 0
+        self._starting = False
         self._registered = False
         self._isReady = False
         self.dataStarted = False
@@ -1111,6 +1114,7 @@ class ESMTPClient(LineReceiver):
                 self._protocolError("354 to DATA with no recipient accepted (LMTP)")
                 return
             run.finalSent = True
+            self._finalsInOutbox.append(run)
             self._record("C", "<no recipient accepted: empty message> .", tx)
             self._expectFinal(run)
             self._write(b".\r\n")
@@ -1282,6 +1286,7 @@ class ESMTPClient(LineReceiver):
             self._writeChunk(run, out, last)
         elif last:
             run.finalSent = True
+            self._finalsInOutbox.append(run)
             self._record("C", f"<{run.octets + len(out)} octets of data> .", run.tx)
             self._expectFinal(run)
             self._write(out)
@@ -1301,6 +1306,7 @@ class ESMTPClient(LineReceiver):
         )
         if last:
             run.finalSent = True
+            self._finalsInOutbox.append(run)
             self._expectFinal(run)
         else:
             self._expect("BDAT", lambda r: self.smtpState_bdat(run, r), run)
@@ -1359,9 +1365,11 @@ class ESMTPClient(LineReceiver):
 
     def _kick(self) -> None:
         """
-        Something was queued (or QUIT asked for): start it if idle.
+        Something was queued (or QUIT asked for): start it if idle.  Called
+        from a callback of the operation loop itself (a message that failed
+        before it was sent), it leaves the work to that loop.
         """
-        if self.phase is Phase.READY:
+        if self.phase is Phase.READY and not self._starting:
             with self._hold():
                 self._nextOperation()
                 self._syncPhase()
@@ -1384,7 +1392,14 @@ class ESMTPClient(LineReceiver):
             its reply is outstanding; only a transaction (or QUIT) may follow
             it in the same flight.
         """
-        while True:
+        self._starting = True
+        try:
+            self._startNext(ahead)
+        finally:
+            self._starting = False
+
+    def _startNext(self, ahead: bool) -> None:
+        while self._failure is None:
             if ahead and self._runs[-1].tx.plans:
                 if self._startRun(self._runs[-1].tx):
                     return
@@ -1404,7 +1419,7 @@ class ESMTPClient(LineReceiver):
                 continue
             if self._startRun(op):
                 return
-        if self._wantQuit() and not self._quitSent:
+        if self._failure is None and self._wantQuit() and not self._quitSent:
             self._quitSent = True
             self._sendCommand(commands.quit(), "QUIT", self.smtpState_quit)
 
@@ -1554,6 +1569,8 @@ class ESMTPClient(LineReceiver):
         if tx.plans and not tx.active and tx not in self._queue:
             self._queue.appendleft(tx)
         self._maybeCompleteTransaction(tx)
+        if self._failure is not None:
+            return  # a callback ended the session
         if not self._runs and not self._expected and self._command is None:
             self._enter(Phase.READY)
             self._nextOperation()
@@ -1739,6 +1756,11 @@ class ESMTPClient(LineReceiver):
         self._outbox.clear()
         if self.transport is not None and not self._lost:
             self.transport.write(data)
+            # The end of these messages' data has left now (until then a
+            # failure would have dropped it with the rest of the outbox).
+            for run in self._finalsInOutbox:
+                run.finalWritten = True
+        self._finalsInOutbox.clear()
 
     def _sendCommand(
         self,
@@ -1987,12 +2009,14 @@ class ESMTPClient(LineReceiver):
             tx.results[expectation.recipient] = RecipientResult.fromReply(
                 expectation.recipient, reply, verb
             )
+        elif verb == "END-OF-DATA" and run.finalPending:
+            # LMTP: the 421 is this recipient's reply; the ones after it
+            # stay undecided (the data was sent: "unknown").
+            address = run.finalPending.popleft()
+            tx.results[address] = RecipientResult.fromReply(address, reply, verb)
         else:
             if verb == "END-OF-DATA":
                 tx.reply = reply
-            if run.finalPending:
-                run.accepted.extend(run.finalPending)
-                run.finalPending.clear()
             self._decideAccepted(run, reply, verb)
 
     def _interrupted(self, run: _Run, why: str) -> None:
@@ -2003,7 +2027,7 @@ class ESMTPClient(LineReceiver):
         """
         waiting = list(run.accepted) + list(run.finalPending or ())
         for address in waiting:
-            if run.finalSent:
+            if run.finalWritten:
                 status: RecipientStatus = "unknown"
                 text = f"{why} after the end of the data, before its reply"
             else:
@@ -2027,6 +2051,7 @@ class ESMTPClient(LineReceiver):
         self._failure = error
         self._cancelTimer()
         self._outbox.clear()
+        self._finalsInOutbox.clear()
         wasPhase = self.phase
         self.phase = Phase.CLOSED
         writing = self._producingRun is not None
