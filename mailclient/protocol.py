@@ -2009,7 +2009,10 @@ class ESMTPClient(LineReceiver):
             tx.results[expectation.recipient] = RecipientResult.fromReply(
                 expectation.recipient, reply, verb
             )
-        elif verb == "END-OF-DATA" and run.finalPending:
+        elif verb == "END-OF-DATA" and self.lmtp and (run.finalPending or run.accepted):
+            if run.finalPending is None:
+                run.finalPending = deque(run.accepted)
+                run.accepted.clear()
             # LMTP: the 421 is this recipient's reply; the ones after it
             # stay undecided (the data was sent: "unknown").
             address = run.finalPending.popleft()
