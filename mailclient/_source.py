@@ -143,7 +143,8 @@ class _Scanner:
         while start < len(data):
             stop = start + _HEADER_WINDOW
             found = [
-                i for i in (data.find(p, start, stop) for p in _EMPTY_LINE_PAIRS)
+                i
+                for i in (data.find(p, start, stop) for p in _EMPTY_LINE_PAIRS)
                 if i != -1
             ]
             if found:
