@@ -389,6 +389,7 @@ class _Run:
     encoder: DataEncoder | ChunkEncoder | None = None
     lookahead: bytes = b""
     octets: int = 0
+    cancelled: bool = False
 
 
 def _isRefusal(code: int) -> bool:
@@ -1050,7 +1051,9 @@ class ESMTPClient(LineReceiver):
         if reply.code == 250:
             run.mailAccepted = True
             self._mark(tx, "mail")
-            if not self.pipeliningActive:
+            if run.cancelled:
+                self._needRset = True
+            elif not self.pipeliningActive:
                 self._sendRcpts(run)
             return
         run.mailAccepted = False
@@ -1082,6 +1085,10 @@ class ESMTPClient(LineReceiver):
         if run.rcptOutstanding or run.unsent:
             return
         # Every RCPT has its reply.
+        if run.cancelled:
+            if run.mailAccepted and not run.dataSent:
+                self._needRset = True
+            return
         if self.pipeliningActive:
             if not run.accepted:
                 if run.mailAccepted:
@@ -1106,6 +1113,16 @@ class ESMTPClient(LineReceiver):
                 self._decideAccepted(run, reply, "DATA")
             if run.mailAccepted:
                 self._needRset = True
+            return
+        if run.cancelled and run.accepted:
+            # A pipelined DATA of a cancelled message: after 354 the only
+            # way out without sending it is to drop the connection.
+            self._fail(
+                errors.ConnectionLostError(
+                    "DATA", "dropped to cancel a message the server was ready for"
+                ),
+                polite=False,
+            )
             return
         if not run.accepted:
             if self.lmtp:
@@ -1564,9 +1581,13 @@ class ESMTPClient(LineReceiver):
         self._runs.remove(run)
         tx = run.tx
         tx.active -= 1
-        if run.tooMany and any(r.status == "accepted" for r in tx.results.values()):
+        if (
+            run.tooMany
+            and not tx.done
+            and any(r.status == "accepted" for r in tx.results.values())
+        ):
             self._retryTooMany(tx, run.tooMany)
-        if tx.plans and not tx.active and tx not in self._queue:
+        if tx.plans and not tx.done and not tx.active and tx not in self._queue:
             self._queue.appendleft(tx)
         self._maybeCompleteTransaction(tx)
         if self._failure is not None:
@@ -1686,14 +1707,57 @@ class ESMTPClient(LineReceiver):
         return transaction
 
     def _cancel(self, tx: _Transaction) -> None:
+        """
+        The caller cancelled C{tx}; only C{tx} is affected.  Queued: it is
+        dropped.  On the wire before any of its data was written: the
+        transaction is reset (RSET) and the connection kept; a DATA already
+        pipelined whose 354 then comes can only be answered by dropping the
+        connection.  During its data: the connection is dropped; recipients
+        whose end of data had left are then C{"unknown"}.
+        """
         if tx.done:
             return
-        if not tx.begun:
-            self._queue.remove(tx)  # not done, not begun: still queued
-            tx.done = True
-            tx.deferred.errback(errors.SendCancelledError("queued"))
-            return
-        self._fail(errors.SendCancelledError(self.phase.value), polite=False)
+        runs = [run for run in self._runs if run.tx is tx]
+        tx.plans.clear()
+        if tx in self._queue:
+            self._queue.remove(tx)
+        during = [run for run in runs if run.producing or run.finalSent]
+        phase = "queued" if not runs else self.phase.value
+        for run in runs:
+            run.cancelled = True
+            run.unsent.clear()
+            self._cancelledRecipients(run)
+        tx.done = True
+        error = errors.SendCancelledError(phase)
+        error.result = self._result(tx)
+        tx.deferred.errback(error.withTranscript(error.result.transcript))
+        if during:
+            # Replies come in order, so no earlier message on this
+            # connection still waits for one once this one's data began:
+            # dropping the connection decides only this message.
+            self._fail(
+                errors.ConnectionLostError(
+                    self.phase.value, "dropped to cancel another message's data"
+                ),
+                polite=False,
+            )
+
+    def _cancelledRecipients(self, run: _Run) -> None:
+        """
+        What is known of C{run}'s recipients when its message is cancelled:
+        those accepted at RCPT were not delivered unless the end of the data
+        had left (then C{"unknown"}).
+        """
+        for address in run.accepted:
+            if run.finalWritten:
+                status: RecipientStatus = "unknown"
+                text = "cancelled after the end of the data, before its reply"
+            else:
+                status = "not-attempted"
+                text = "cancelled before the message was complete; not delivered"
+            run.tx.results[address] = RecipientResult(
+                address, status, None, None, text, "SESSION"
+            )
 
     def _enter(self, phase: Phase) -> None:
         if phase is not self.phase and phase not in TRANSITIONS[self.phase]:

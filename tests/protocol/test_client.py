@@ -1678,10 +1678,6 @@ def _sayGarbage(client: ESMTPClient, clock: Clock, d: Any) -> None:
     serverSays(client, b"999 garbage")
 
 
-def _cancelFirst(client: ESMTPClient, clock: Clock, d: Any) -> None:
-    d.cancel()
-
-
 def _failHandshake(client: ESMTPClient, clock: Clock, d: Any) -> None:
     client.connectionLost(Failure(SSL.Error("bad certificate")))
 
@@ -1694,7 +1690,6 @@ class TestSessionFailure:
             pytest.param(_lose, errors.ConnectionLostError),
             pytest.param(_timeOut, errors.SMTPTimeoutError),
             pytest.param(_say421, errors.ServerRefusedSessionError),
-            pytest.param(_cancelFirst, errors.SendCancelledError),
             pytest.param(_failHandshake, errors.TLSHandshakeError),
         ],
     )
@@ -1764,28 +1759,6 @@ class TestCancel:
         transport.clear()
         serverSays(client, *EHLO_REPLY)
         assert transport.value() == b""
-
-    @pytest.mark.parametrize(
-        ("steps", "phase"),
-        [((), "MAIL"), ((b"250 ok",), "RCPT"), ((b"250 ok", b"250 ok"), "DATA")],
-    )
-    def test_cancelInFlight(self, steps: tuple[bytes, ...], phase: str) -> None:
-        """
-        Cancelling the message in flight fails it with
-        L{errors.SendCancelledError} naming the phase and drops the
-        connection (there is no clean way back mid-transaction).
-        """
-        client = newClient()
-        transport = ready(client)
-        d = client.send(SENDER, RECIPIENT, MESSAGE)
-        outcome = Outcome(d)
-        serverSays(client, *steps)
-        transport.clear()
-        d.cancel()
-        error = outcome.error(errors.SendCancelledError)
-        assert error.phase == phase
-        assert error.result is not None
-        assert transport.aborted and transport.value() == b""
 
     def test_cancelDuringBody(self) -> None:
         """

@@ -759,26 +759,6 @@ class TestCancelPipelined:
         assert b"c@x.example" not in transport.value()
         assert client.phase is Phase.READY
 
-    def test_cancelPipelinedEnvelope(self) -> None:
-        """
-        Cancelling the message whose envelope is on the wire behind the
-        previous message's data aborts the connection; the previous
-        message, whose data was sent, is "unknown" (it may have been
-        delivered), never "deferred".
-        """
-        client, transport = readyClient()
-        first = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
-        d = client.send(SENDER, "b@x.example", MESSAGE)
-        second = Outcome(d)
-        serverSays(client, b"250 Ok", b"250 Ok", b"354 Go")
-        assert transport.take().endswith(b"RCPT TO:<b@x.example>\r\nDATA\r\n")
-        d.cancel()
-        assert second.error(errors.SendCancelledError).result is not None
-        error = first.error(errors.SendCancelledError)
-        assert error.result is not None
-        assert error.result.recipients["a@x.example"].status == "unknown"
-        assert transport.aborted
-        assert transport.value() == b""
 
 
 # -- callers acting on the session from the callbacks the client fires ---------------
