@@ -3,10 +3,13 @@ mailclient: a correct, safe and fast ESMTP client for Twisted.
 
 The everyday entry point is L{sendmail}; L{ESMTPClient} (and L{LMTPClient})
 and L{ESMTPSenderFactory} are the protocol and factory under it, and
-L{verifyConnection} checks a server without sending mail.  Errors live in
+L{verifyConnection} checks a server without sending mail.  L{Mailer} sends
+many messages to one destination over a pool of reused connections, with
+retries and flow control.  Errors live in
 L{mailclient.errors}.
 """
 
+from mailclient._mailer import Mailer, MailerStats
 from mailclient._sendmail import ESMTPSenderFactory, sendmail, verifyConnection
 from mailclient._wire.capabilities import Capabilities
 from mailclient._wire.envelope import DSN, Recipient
@@ -24,12 +27,19 @@ from mailclient._wire.sasl import (
 )
 from mailclient._wire.status import StatusClass, classify
 from mailclient.protocol import ESMTPClient, LMTPClient, Timeouts
-from mailclient.results import RecipientResult, RecipientStatus, SendResult, SessionInfo
+from mailclient.results import (
+    Attempt,
+    RecipientResult,
+    RecipientStatus,
+    SendResult,
+    SessionInfo,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DSN",
+    "Attempt",
     "Capabilities",
     "CramMD5Mechanism",
     "ESMTPClient",
@@ -37,6 +47,8 @@ __all__ = [
     "EnhancedStatus",
     "LMTPClient",
     "LoginMechanism",
+    "Mailer",
+    "MailerStats",
     "OAuthBearerMechanism",
     "PlainMechanism",
     "Recipient",

@@ -50,9 +50,11 @@ __all__ = [
     "ConnectionLostError",
     "InvalidArgumentError",
     "MailClientError",
+    "MailerStoppedError",
     "MessageRefusedError",
     "MessageTooLargeError",
     "PlaintextAuthRefusedError",
+    "QueueFullError",
     "RequireTLSError",
     "SMTPConnectError",
     "SMTPLifecycleError",
@@ -444,4 +446,32 @@ class SendCancelledError(SMTPLifecycleError):
     def __init__(self, phase: str, result: SendResult | None = None) -> None:
         super().__init__(f"cancelled during {phase}")
         self.phase = phase
+        self.result = result
+
+
+class QueueFullError(SMTPLifecycleError):
+    """
+    A L{mailclient.Mailer}'s queue of waiting sends is full: the send was
+    refused at once, nothing was sent.  Send again later, or slow down.
+
+    @ivar limit: the mailer's C{maxQueued}.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the mailer already has {limit} sends waiting (maxQueued)")
+        self.limit = limit
+
+
+class MailerStoppedError(SMTPLifecycleError):
+    """
+    The L{mailclient.Mailer} is stopped (or stopped before this send could
+    be made).
+
+    @ivar result: the partial L{mailclient.SendResult} when the send had
+        been attempted, else L{None}.
+    """
+
+    def __init__(self, reason: str, result: SendResult | None = None) -> None:
+        super().__init__(f"the mailer is stopped: {reason}")
+        self.reason = reason
         self.result = result

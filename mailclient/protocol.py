@@ -122,7 +122,14 @@ from mailclient.results import (
     SessionInfo,
 )
 
-__all__ = ["TRANSITIONS", "ESMTPClient", "LMTPClient", "Phase", "Timeouts"]
+__all__ = [
+    "TRANSITIONS",
+    "ESMTPClient",
+    "LMTPClient",
+    "Phase",
+    "Timeouts",
+    "validateEnvelope",
+]
 
 _log = Logger(namespace="mailclient.protocol")
 
@@ -392,6 +399,52 @@ class _Run:
     cancelled: bool = False
 
 
+def validateEnvelope(
+    fromAddress: str | bytes,
+    toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
+    dsn: DSN | None = None,
+) -> tuple[str, tuple[Recipient, ...]]:
+    """
+    Check a send's envelope arguments.
+
+    @return: the sender and the recipients (each a L{Recipient}).
+    @raise InvalidArgumentError: for an invalid address (CR, LF or NUL
+        included), a recipient listed twice, no recipient, or C{dsn} that is
+        not a L{DSN}.
+    """
+    sender = commands.validateAddress(
+        fromAddress, "fromAddress", allowEmpty=True, utf8=True
+    )
+    if isinstance(toAddresses, str | bytes | Recipient):
+        toAddresses = [toAddresses]
+    elif not isinstance(toAddresses, Iterable):
+        raise errors.InvalidArgumentError(
+            "toAddresses", toAddresses, "expected an address or a list of them"
+        )
+    recipients: list[Recipient] = []
+    seen: set[str] = set()
+    for given in toAddresses:
+        if isinstance(given, Recipient):
+            address = commands.validateAddress(given.address, "toAddress", utf8=True)
+            recipient = given
+        else:
+            address = commands.validateAddress(given, "toAddress", utf8=True)
+            recipient = Recipient(address)
+        if address in seen:
+            raise errors.InvalidArgumentError(
+                "toAddresses", address, "listed more than once"
+            )
+        seen.add(address)
+        recipients.append(recipient)
+    if not recipients:
+        raise errors.InvalidArgumentError(
+            "toAddresses", (), "at least one recipient is needed"
+        )
+    if dsn is not None and not isinstance(dsn, DSN):
+        raise errors.InvalidArgumentError("dsn", dsn, "expected a mailclient.DSN")
+    return sender, tuple(recipients)
+
+
 def _isRefusal(code: int) -> bool:
     return 400 <= code < 600
 
@@ -540,6 +593,7 @@ class ESMTPClient(LineReceiver):
         self._quitSent = False
         self._quitRequested: Deferred[None] | None = None
         self._ready: list[Deferred[SessionInfo]] = []
+        self._closed: list[Deferred[None]] = []
         self._failure: errors.MailClientError | None = None
         self._lastRefusal: Reply | None = None
         self._lost = False
@@ -646,6 +700,18 @@ class ESMTPClient(LineReceiver):
             return succeed(self.sessionInfo())
         d: Deferred[SessionInfo] = Deferred()
         self._ready.append(d)
+        return d
+
+    def whenClosed(self) -> Deferred[None]:
+        """
+        A Deferred that fires (with L{None}, never failing) once the session
+        is over: the connection closed, or the session failed before it was
+        ever connected.
+        """
+        if self.phase is Phase.CLOSED and (self._lost or self.transport is None):
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closed.append(d)
         return d
 
     def quit(self) -> Deferred[None]:
@@ -771,6 +837,12 @@ class ESMTPClient(LineReceiver):
             self._fail(error)
         self.phase = Phase.CLOSED
         self._quitDone()
+        self._fireClosed()
+
+    def _fireClosed(self) -> None:
+        closed, self._closed = self._closed, []
+        for d in closed:
+            d.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
         """
@@ -1667,43 +1739,10 @@ class ESMTPClient(LineReceiver):
         dsn: DSN | None,
         requireTLS: bool,
     ) -> _Transaction:
-        sender = commands.validateAddress(
-            fromAddress, "fromAddress", allowEmpty=True, utf8=True
-        )
-        if isinstance(toAddresses, str | bytes | Recipient):
-            toAddresses = [toAddresses]
-        elif not isinstance(toAddresses, Iterable):
-            raise errors.InvalidArgumentError(
-                "toAddresses", toAddresses, "expected an address or a list of them"
-            )
-        recipients: list[Recipient] = []
-        seen: set[str] = set()
-        for given in toAddresses:
-            if isinstance(given, Recipient):
-                address = commands.validateAddress(
-                    given.address, "toAddress", utf8=True
-                )
-                recipient = given
-            else:
-                address = commands.validateAddress(given, "toAddress", utf8=True)
-                recipient = Recipient(address)
-            if address in seen:
-                raise errors.InvalidArgumentError(
-                    "toAddresses", address, "listed more than once"
-                )
-            seen.add(address)
-            recipients.append(recipient)
-        if not recipients:
-            raise errors.InvalidArgumentError(
-                "toAddresses", (), "at least one recipient is needed"
-            )
-        if dsn is not None and not isinstance(dsn, DSN):
-            raise errors.InvalidArgumentError("dsn", dsn, "expected a mailclient.DSN")
+        sender, recipients = validateEnvelope(fromAddress, toAddresses, dsn)
         source = toMessageSource(message)
         d: Deferred[SendResult] = Deferred(lambda _: self._cancel(transaction))
-        transaction = _Transaction(
-            sender, tuple(recipients), source, d, dsn, bool(requireTLS)
-        )
+        transaction = _Transaction(sender, recipients, source, d, dsn, bool(requireTLS))
         return transaction
 
     def _cancel(self, tx: _Transaction) -> None:
@@ -2163,7 +2202,10 @@ class ESMTPClient(LineReceiver):
         ready, self._ready = self._ready, []
         for d in ready:
             d.errback(copy.copy(error))
-        if self.transport is None or self._lost or wasPhase is Phase.CONNECTING:
+        if self.transport is None:
+            self._fireClosed()
+            return
+        if self._lost or wasPhase is Phase.CONNECTING:
             return
         if polite and not writing:
             self._record("C", "QUIT")

@@ -16,6 +16,7 @@ from mailclient._wire.replies import Reply
 from mailclient._wire.status import StatusClass, classify
 
 __all__ = [
+    "Attempt",
     "RecipientResult",
     "RecipientStatus",
     "SendResult",
@@ -131,6 +132,35 @@ class SessionInfo:
 
 
 @attrs.frozen
+class Attempt:
+    """
+    One try at sending a message, as a L{mailclient.Mailer} made it (a
+    retry sends only the recipients still deferred).
+
+    @ivar number: 1 for the first attempt, 2 for the first retry, ...
+    @ivar started: seconds from the send being queued to this attempt.
+    @ivar duration: seconds this attempt took.
+    @ivar recipients: the addresses this attempt tried.
+    @ivar outcome: what this attempt learnt of each of them.
+    @ivar reply: the final reply to the message in this attempt (with its
+        queue id), or L{None}.
+    @ivar error: the error that ended the attempt (C{"ConnectionLostError:
+        ..."}), or L{None}.
+    @ivar connection: the number of the mailer's connection it used, or
+        L{None} when no connection could be made.
+    """
+
+    number: int
+    started: float
+    duration: float
+    recipients: tuple[str, ...]
+    outcome: Mapping[str, RecipientResult]
+    reply: Reply | None
+    error: str | None
+    connection: int | None
+
+
+@attrs.frozen
 class SendResult:
     """
     The outcome of one message.
@@ -148,6 +178,8 @@ class SendResult:
         received), C{"done"} (final reply received).
     @ivar attempts: how many connections were tried (retries before any data
         was sent add to it).
+    @ivar history: with a L{mailclient.Mailer}, every L{Attempt} in order;
+        the recipients' results are then the latest word on each of them.
     @ivar extensions: the SMTP extensions this message used, such as
         C{"PIPELINING"}, C{"CHUNKING"}, C{"SIZE"}, C{"8BITMIME"},
         C{"SMTPUTF8"}, C{"DSN"} or C{"REQUIRETLS"}: DSN options given for a
@@ -162,6 +194,7 @@ class SendResult:
     timings: Mapping[str, float] = attrs.field(factory=dict)
     attempts: int = 1
     extensions: frozenset[str] = frozenset()
+    history: tuple[Attempt, ...] = ()
 
     @property
     def queueId(self) -> str | None:

@@ -9,6 +9,9 @@ import mailclient
 from mailclient import errors
 
 EXPECTED = {
+    "Attempt",
+    "Mailer",
+    "MailerStats",
     "DSN",
     "LMTPClient",
     "OAuthBearerMechanism",
