@@ -619,13 +619,21 @@ class Mailer(Service):
     def _throttledBy(
         self, outcome: dict[str, RecipientResult], error: errors.MailClientError | None
     ) -> bool:
+        """
+        Whether the server asked us to slow down: a throttling reply to the
+        session or the message, or to a recipient when it is not about that
+        one mailbox (a mailbox receiving too fast, C{4.2.x}, concerns only
+        that recipient, whose retry backs off on its own).
+        """
         if isinstance(error, errors.SMTPReplyError) and error.classification.throttled:
             return True
-        return any(
-            r.code is not None and r.classification.throttled
-            for r in outcome.values()
-            if r.status == "deferred"
-        )
+        for r in outcome.values():
+            if r.status != "deferred" or r.code is None:
+                continue
+            meaning = r.classification
+            if meaning.throttled and meaning.reason != "mailbox":
+                return True
+        return False
 
     def _retryable(self, send: _Send, error: errors.MailClientError | None) -> bool:
         if isinstance(error, _FINAL_ERRORS):
@@ -963,10 +971,10 @@ class Mailer(Service):
         self._throttleAt = self._now()
         self._counts["throttled"] += 1
         _log.warn(
-            "{destination} asks us to slow down: level {level} "
+            "{destination} asks us to slow down: level {throttleLevel} "
             "({connections} connections)",
             destination=self.destination,
-            level=level,
+            throttleLevel=level,
             connections=self._limit(),
         )
         self._schedulePump(self.throttleRecovery)

@@ -162,6 +162,7 @@ def delivered(receiver: LoopbackReceiver) -> list[str]:
 
 
 TESTED = {
+    "mailer.py",
     "send_message.py",
     "handle_results.py",
     "async_await.py",
@@ -418,3 +419,25 @@ async def test_extensions(receiver: LoopbackReceiver) -> None:
         "REQUIRETLS: not sent (the session is not protected by TLS)",
     )
     assert delivered(receiver) == ["alice@example.com"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_mailer(receiver: LoopbackReceiver) -> None:
+    """
+    The mailer example delivers twenty newsletters and the editor's copy
+    over at most two connections, retries only the deferred recipient, and
+    leaves no connection open after the stop.
+    """
+    finished = await runExample("mailer.py", receiver.port or 0)
+    check(
+        finished,
+        "newsletters accepted: 20",
+        "attempt 1: editor@example.com accepted, tempfail@example.com deferred",
+        "attempt 2: tempfail@example.com deferred",
+        "sent 21, deferred 1, connections opened 2",
+        "connections open after stop: 0",
+    )
+    assert sorted(delivered(receiver)) == sorted(
+        [f"reader{n}@example.com" for n in range(20)] + ["editor@example.com"]
+    )
+    assert receiver.sessionCount == 2
