@@ -328,6 +328,8 @@ class Mailer(Service):
         self._pumping = False
         self._throttleLevel = 0
         self._throttleAt = 0.0
+        self._connectFailures = 0
+        self._openAfter = 0.0
         self._started = False
         self._stopping: bool | None = None
         self._stopWaiters: list[Deferred[None]] = []
@@ -478,8 +480,18 @@ class Mailer(Service):
         return max(1, self.maxConnections >> self._level())
 
     def _canOpen(self) -> bool:
+        """
+        Whether another connection may open now: under the (throttled)
+        limit, and not too soon after connections failed.
+        """
         live = [c for c in self._connections if not c.closing and not c.closed]
-        return len(live) < self._limit()
+        if len(live) >= self._limit():
+            return False
+        wait = self._openAfter - self._now()
+        if wait > 0:
+            self._schedulePump(wait)
+            return False
+        return True
 
     def _usable(self, connection: _Connection, now: float) -> bool:
         return (
@@ -779,8 +791,14 @@ class Mailer(Service):
         client.whenClosed().addCallback(lambda _: self._closed(connection))
         d = self._plan.endpoint.connect(_SessionFactory(client))
         connection.connecting = d
+        timedOut = []
+
+        def timeout() -> None:
+            timedOut.append(True)
+            d.cancel()
+
         connection.connectTimer = self._reactor.callLater(
-            self._connectTimeout, d.cancel
+            self._connectTimeout, timeout
         )
 
         def connected(_: object) -> None:
@@ -790,15 +808,17 @@ class Mailer(Service):
         def failed(reason: Failure) -> None:
             connection.connecting = None
             self._cancelTimer(connection.connectTimer)
-            client.abort(
-                errors.SMTPConnectError(
-                    reason.getErrorMessage() or type(reason.value).__name__
-                )
-            )
+            if timedOut:
+                why = f"no connection within {self._connectTimeout:g}s"
+            else:
+                why = reason.getErrorMessage() or type(reason.value).__name__
+            client.abort(errors.SMTPConnectError(why))
 
         d.addCallbacks(connected, failed)
 
     def _ready(self, info: SessionInfo, connection: _Connection) -> None:
+        self._connectFailures = 0
+        self._openAfter = 0.0
         connection.ready = True
         connection.readyAt = connection.lastUsed = self._now()
         _log.info(
@@ -835,6 +855,13 @@ class Mailer(Service):
         )
         if self._throttledBy({}, error):
             self._throttle()
+        # Connections that keep failing are not reopened at once: wait
+        # 0.5 s, then twice as long after each failure in a row (at most
+        # retryMaxDelay), until one is ready.
+        self._connectFailures += 1
+        self._openAfter = self._now() + min(
+            0.5 * 2 ** (self._connectFailures - 1), max(self.retryMaxDelay, 0.5)
+        )
         final = isinstance(error, _SESSION_FINAL) or (
             isinstance(error, errors.SMTPReplyError) and not error.isTransient
         )
