@@ -322,7 +322,7 @@ class Mailer(Service):
         self._sleeping: set[_Send] = set()
         self._connections: list[_Connection] = []
         self._numbered = 0
-        self._tokens = 1.0
+        self._tokens: float | None = None  # full
         self._tokensAt = 0.0
         self._pumpTimer: IDelayedCall | None = None
         self._pumping = False
@@ -569,6 +569,20 @@ class Mailer(Service):
         else:
             error = None
             result = outcome
+        if (
+            error is not None
+            and not send.done
+            and not isinstance(error, errors.SendCancelledError)
+            and (result is None or "start" not in result.timings)
+        ):
+            # The connection failed before this message's turn came on it:
+            # nothing was tried, so it is not an attempt; it goes first to
+            # the next connection.
+            if not connection.inflight and not connection.closed:
+                self._idleOrRetire(connection)
+            self._waiting.appendleft(send)
+            self._pump()
+            return
         self._record(send, number, started, tried, result, error, connection.number)
         self._logTransaction(send, connection, number, result, error)
         if not connection.inflight and not connection.closed:
@@ -673,11 +687,15 @@ class Mailer(Service):
         if not again or not self._retryable(send, error):
             self._finish(send)
             return
+        if self._stopping is not None:
+            self._finish(
+                send, errors.MailerStoppedError("stopped before it could be retried")
+            )
+            return
         delay = self._backoff(len(send.history))
         if (
             len(send.history) > self.retries
             or self._now() + delay - send.queued > self.retryWindow
-            or self._stopping is not None
         ):
             self._finish(send)
             return
@@ -699,7 +717,8 @@ class Mailer(Service):
     def _finish(self, send: _Send, error: errors.MailClientError | None = None) -> None:
         """
         Fire C{send}'s Deferred with everything learnt: a result when a
-        recipient accepted the message, else the latest error.
+        recipient accepted the message, else C{error} or the latest error.
+        A cancel always fails it with L{errors.SendCancelledError}.
         """
         if send.done:
             return
@@ -713,7 +732,10 @@ class Mailer(Service):
         for r in result.recipients.values():
             key = "notAttempted" if r.status == "not-attempted" else r.status
             self._counts["sent" if key == "accepted" else key] += 1
-        if result.accepted and error is None:
+        cancelled = isinstance(error, errors.SendCancelledError) or isinstance(
+            send.lastError, errors.SendCancelledError
+        )
+        if result.accepted and not cancelled:
             self._counts["messagesSent"] += 1
             send.deferred.callback(result)
         else:
@@ -797,9 +819,7 @@ class Mailer(Service):
             timedOut.append(True)
             d.cancel()
 
-        connection.connectTimer = self._reactor.callLater(
-            self._connectTimeout, timeout
-        )
+        connection.connectTimer = self._reactor.callLater(self._connectTimeout, timeout)
 
         def connected(_: object) -> None:
             connection.connecting = None
@@ -1021,12 +1041,14 @@ class Mailer(Service):
             return True
         now = self._now()
         capacity = max(1.0, rate)
-        self._tokens = min(capacity, self._tokens + (now - self._tokensAt) * rate)
+        tokens = capacity if self._tokens is None else self._tokens
+        tokens = min(capacity, tokens + (now - self._tokensAt) * rate)
         self._tokensAt = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
             return True
-        self._schedulePump((1.0 - self._tokens) / rate)
+        self._tokens = tokens
+        self._schedulePump((1.0 - tokens) / rate)
         return False
 
     def _schedulePump(self, delay: float) -> None:

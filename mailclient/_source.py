@@ -226,20 +226,35 @@ class OpenedMessage:
         self._utf8Headers = utf8Headers
         self._downgrade = downgrade
         self._scanner = _Scanner() if downgrade or not utf8Headers else None
+        self._ended = False
 
     def read(self, size: int = CHUNK_SIZE) -> bytes:
         """
         Read the next octets.
 
+        A stream that gives fewer octets than asked for before its end (a
+        pipe, a socket, a raw file) is read again until C{size} octets are
+        in, so that every block but the last is full: the protocol sends
+        one write, and with C{BDAT} one chunk, per block, and a stream that
+        trickles must not turn a message into many small ones.  Once the
+        stream has given C{b""} it is not read again.
+
         @param size: how many octets at most; C{-1} for all the rest.
-        @return: the octets; C{b""} at the end.
+        @return: the octets, C{size} of them unless the end is reached;
+            C{b""} at the end.
         @raise InvalidArgumentError: if the file is not binary.
         @raise UnsupportedFeatureError: for a message whose facts were not
             known up front (a non-seekable stream), if it turns out not to
             be in the form asked for: UTF-8 in the header section when
             C{utf8Headers} is false, 8-bit or NUL octets when C{downgrade}.
         """
+        if self._ended or not size:
+            return b""
         data = _checkBytes(self._stream.read(size))
+        if 0 < len(data) < size:
+            data = self._fill(data, size)
+        elif not data:
+            self._ended = True
         if self._scanner is not None:
             self._scanner.feed(data)
             _refuseForm(
@@ -248,6 +263,24 @@ class OpenedMessage:
                 self._downgrade,
             )
         return data
+
+    def _fill(self, data: bytes, size: int) -> bytes:
+        """
+        @param data: the first octets of a block, fewer than C{size}.
+        @param size: the size of the block.
+        @return: C{data} and what follows it in the stream, up to C{size}
+            octets in all, or fewer at the end.
+        """
+        pieces = [data]
+        missing = size - len(data)
+        while missing > 0:
+            more = _checkBytes(self._stream.read(missing))
+            if not more:
+                self._ended = True
+                break
+            pieces.append(more)
+            missing -= len(more)
+        return b"".join(pieces)
 
 
 class _SeekableReader:

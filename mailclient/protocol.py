@@ -1529,6 +1529,7 @@ class ESMTPClient(LineReceiver):
         """
         tx.begun = True
         tx.started = self.clock.seconds()
+        tx.timings["start"] = 0.0
         try:
             facts = tx.source.facts()
             plans = [

@@ -174,8 +174,10 @@ class SendResult:
     @ivar session: the L{SessionInfo} of the connection that carried it.
     @ivar transcript: the session transcript with AUTH payloads redacted.
     @ivar timings: seconds since the message's turn on the connection came,
-        per step reached: C{"mail"} (MAIL accepted), C{"data"} (354
-        received), C{"done"} (final reply received).
+        per step reached: C{"start"} (its turn came: always 0.0, missing
+        when the session ended before the message was begun), C{"mail"}
+        (MAIL accepted), C{"data"} (354 received), C{"done"} (final reply
+        received).
     @ivar attempts: how many connections were tried (retries before any data
         was sent add to it).
     @ivar history: with a L{mailclient.Mailer}, every L{Attempt} in order;

@@ -1077,7 +1077,7 @@ class TestTransaction:
             assert r.enhancedStatus == "2.0.0"
         assert result.reply is not None and result.reply.code == 250
         assert result.queueId == "ABC123"
-        assert result.timings == {"mail": 1.0, "data": 3.0, "done": 6.0}
+        assert result.timings == {"start": 0.0, "mail": 1.0, "data": 3.0, "done": 6.0}
         assert result.attempts == 1
         assert ("C", f"<{len(MESSAGE) + 3} octets of data> .") in result.transcript
         assert result.transcript[-1] == ("S", "250 2.0.0 Ok: queued as ABC123")
