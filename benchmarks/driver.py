@@ -4,8 +4,9 @@ One benchmark client run, in its own process.
     python driver.py CLIENT --port P --n N --rcpts R --conc C --msg FILE
 
 CLIENT is one of: smtplib, aiosmtplib, twisted-sendmail, twisted-reuse,
-mailclient.  The client sends N messages in total over C connections to
-127.0.0.1:P, each message from ``sender@bench.example`` to R recipients.
+mailclient, mailer (the Mailer pool).  The client sends N messages in total
+over C connections to 127.0.0.1:P, each message from ``sender@bench.example``
+to R recipients.
 FILE holds the message with CRLF line ends and no line starting with ".";
 clients that convert LF to CRLF themselves (stock Twisted) get the LF form.
 
@@ -320,12 +321,61 @@ def run_mailclient(a: argparse.Namespace, crlf: bytes, lf: bytes, tally: Tally) 
     return "mailclient " + getattr(mailclient, "__version__", "?")
 
 
+def run_mailer(a: argparse.Namespace, crlf: bytes, lf: bytes, tally: Tally) -> str:
+    """
+    One L{mailclient.Mailer} with C{maxConnections=conc} and no retries:
+    all N sends are issued at once (the mailer queues them and spreads them
+    over its connections), then C{stopService} drains and QUITs.  Timed
+    until every connection has closed.
+    """
+    from twisted.internet import defer, reactor
+
+    import mailclient
+    from mailclient import Mailer
+
+    rcpts = recipients(a.rcpts)
+
+    @defer.inlineCallbacks
+    def session():
+        m = Mailer(
+            HOST,
+            port=a.port,
+            tls="none",
+            heloName=HELO,
+            reactor=reactor,
+            maxConnections=a.conc,
+            retries=0,
+            maxQueued=max(10000, a.n),
+        )
+        sends = [m.send(SENDER, rcpts, crlf) for _ in range(a.n)]
+        for d in sends:
+            d.addCallbacks(lambda _: tally.ok(), lambda f: tally.fail(f.value))
+        yield defer.DeferredList(sends)
+        try:
+            yield m.stopService()
+        except Exception as e:
+            tally.fail(f"stopService: {e!r}", 0)
+        stats = m.stats
+        if stats.messagesSent != tally.sent or stats.messagesFailed != tally.failed:
+            tally.fail(f"stats disagree with the results: {stats!r}", 0)
+
+    def go() -> None:
+        d = session()
+        d.addErrback(lambda f: tally.fail(f.value, 0))
+        d.addBoth(lambda _: reactor.stop())
+
+    reactor.callWhenRunning(go)
+    reactor.run(installSignalHandlers=False)
+    return "mailclient " + getattr(mailclient, "__version__", "?")
+
+
 RUNNERS = {
     "smtplib": run_smtplib,
     "aiosmtplib": run_aiosmtplib,
     "twisted-sendmail": run_twisted,
     "twisted-reuse": run_twisted,
     "mailclient": run_mailclient,
+    "mailer": run_mailer,
 }
 
 IMPORTS = {
@@ -333,6 +383,7 @@ IMPORTS = {
     "twisted-sendmail": "twisted.mail.smtp",
     "twisted-reuse": "twisted.mail.smtp",
     "mailclient": "mailclient",
+    "mailer": "mailclient:Mailer",  # a commit without the Mailer: an error row
 }
 
 
@@ -367,8 +418,9 @@ def main(argv: list[str] | None = None) -> int:
 
     module = IMPORTS.get(a.client)
     if module:
+        name, _, attr = module.partition(":")
         try:
-            __import__(module)
+            getattr(__import__(name), attr) if attr else __import__(name)
         except Exception as e:
             emit({"client": a.client, "error": f"import {module} failed: {e!r}"})
             return 2
