@@ -111,7 +111,7 @@ class _Send:
     sender: str
     recipients: tuple[Recipient, ...]
     source: MessageSource
-    messageId: str | None
+    message: object
     dsn: DSN | None
     requireTLS: bool
     queued: float
@@ -119,6 +119,8 @@ class _Send:
     pending: tuple[Recipient, ...] = ()
     results: dict[str, RecipientResult] = attrs.Factory(dict)
     history: list[Attempt] = attrs.Factory(list)
+    messageId: str | None = None
+    messageIdKnown: bool = False
     last: SendResult | None = None
     lastError: errors.MailClientError | None = None
     reply: Any = None
@@ -392,18 +394,16 @@ class Mailer(Service):
         if self.retries:
             source.keepForReopen()
         send = _Send(
-            sender,
-            recipients,
-            source,
-            _messageId(message),
-            dsn,
-            bool(requireTLS),
-            self._now(),
+            sender, recipients, source, message, dsn, bool(requireTLS), self._now()
         )
         send.pending = recipients
         send.deferred = Deferred(lambda _: self._cancel(send))
         self._waiting.append(send)
-        self._pump()
+        # With sends already waiting and every connection there may be
+        # open, this one can only go when a connection frees up, which
+        # pumps anyway.
+        if len(self._waiting) == 1 or len(self._connections) < self._limit():
+            self._pump()
         return send.deferred
 
     @property
@@ -510,26 +510,35 @@ class Mailer(Service):
         else one whose current message the next can follow in a pipeline.
         """
         now = self._now()
-        live = [c for c in self._connections if not c.closed and not c.closing]
-        surplus = len(live) - self._limit()
+        surplus = 0
+        if self._throttleLevel:
+            live = sum(1 for c in self._connections if not c.closing)
+            surplus = live - self._limit()
         best: _Connection | None = None
-        for connection in live:
-            if not self._usable(connection, now):
-                if connection.ready and not connection.inflight:
-                    self._retire(connection)
+        for connection in list(self._connections):
+            if not connection.ready or connection.closing or connection.probing:
                 continue
-            if not connection.inflight:
-                if surplus > 0:
-                    surplus -= 1
-                    self._retire(connection)
-                    continue
-                if now - connection.lastUsed >= self.probeAfter:
-                    self._probe(connection)
-                    continue
-                return connection
-            depth = 2 if connection.client.pipeliningActive else 1
-            if best is None and len(connection.inflight) < depth:
-                best = connection
+            busy = len(connection.inflight)
+            if busy:
+                if (
+                    best is None
+                    and busy == 1
+                    and connection.client.pipeliningActive
+                    and self._usable(connection, now)
+                ):
+                    best = connection
+                continue
+            if not self._usable(connection, now):
+                self._retire(connection)
+                continue
+            if surplus > 0:
+                surplus -= 1
+                self._retire(connection)
+                continue
+            if now - connection.lastUsed >= self.probeAfter:
+                self._probe(connection)
+                continue
+            return connection
         return best
 
     def _dispatch(self, send: _Send, connection: _Connection) -> None:
@@ -542,8 +551,8 @@ class Mailer(Service):
             self._counts["retries"] += 1
         started = self._now()
         tried = send.pending
-        d = connection.client.send(
-            send.sender, tried, send.source, dsn=send.dsn, requireTLS=send.requireTLS
+        d = connection.client._sendChecked(
+            send.sender, tried, send.source, send.dsn, send.requireTLS
         )
         send.attempt = d
         d.addBoth(self._attemptDone, send, connection, number, started, tried)
@@ -750,6 +759,15 @@ class Mailer(Service):
         self._maybeStopped()
 
     def _merged(self, send: _Send) -> SendResult:
+        history = tuple(send.history)
+        last = send.last
+        if (
+            last is not None
+            and len(history) == 1
+            and len(last.recipients) == len(send.recipients)
+        ):
+            # One attempt for every recipient: its result is the whole story.
+            return attrs.evolve(last, history=history)
         recipients = {
             r.address: send.results.get(r.address)
             or RecipientResult(
@@ -757,10 +775,9 @@ class Mailer(Service):
             )
             for r in send.recipients
         }
-        history = tuple(send.history)
-        if send.last is not None:
+        if last is not None:
             return attrs.evolve(
-                send.last,
+                last,
                 recipients=recipients,
                 reply=send.reply,
                 attempts=max(1, len(history)),
@@ -797,6 +814,7 @@ class Mailer(Service):
         self._numbered += 1
         self._counts["connectionsOpened"] += 1
         client = self._protocol(clock=self._reactor, **self._plan.clientOptions)
+        client.logMessages = False
         for mechanism in self._plan.authenticators:
             client.registerAuthenticator(mechanism)
         connection = _Connection(self._numbered, client, self._now())
@@ -1125,30 +1143,24 @@ class Mailer(Service):
         error: errors.MailClientError | None,
     ) -> None:
         attempt = send.history[-1]
-        statuses = [r.status for r in attempt.outcome.values()]
+        if not send.messageIdKnown:
+            send.messageIdKnown = True
+            send.messageId = _messageId(send.message)
+        accepted = 0
+        for r in attempt.outcome.values():
+            if r.status == "accepted":
+                accepted += 1
         _log.info(
-            "message {messageId} to {destination} (attempt {attempt}, "
+            "message {messageId} to {destination} (attempt {attempt.number}, "
             "connection {connection}): {accepted}/{count} accepted{why}",
             destination=self.destination,
             connection=connection.number,
             messageId=send.messageId or "(no Message-ID)",
             sender=send.sender,
-            attempt=number,
-            recipients=attempt.recipients,
-            accepted=statuses.count("accepted"),
-            count=len(statuses),
-            statuses={a: r.status for a, r in attempt.outcome.items()},
-            codes={a: r.code for a, r in attempt.outcome.items()},
-            replyCode=attempt.reply.code if attempt.reply is not None else None,
-            queueId=result.queueId if result is not None else None,
-            timings=dict(result.timings) if result is not None else {},
-            duration=attempt.duration,
-            tlsVersion=(
-                result.session.tlsVersion
-                if result is not None and result.session is not None
-                else None
-            ),
-            error=attempt.error,
+            attempt=attempt,
+            result=result,
+            accepted=accepted,
+            count=len(attempt.outcome),
             why=f" ({attempt.error})" if attempt.error else "",
         )
 
@@ -1164,9 +1176,11 @@ def _messageId(message: object) -> str | None:
         message = message[:65536].encode("utf-8", "replace")
     if isinstance(message, bytes | bytearray | memoryview):
         head = bytes(message[:65536])
-        end = re.search(rb"\r?\n\r?\n", head)
-        if end is not None:
-            head = head[: end.start()]
+        end = head.find(b"\n\r\n")
+        if end < 0:
+            end = head.find(b"\n\n")
+        if end >= 0:
+            head = head[:end]
         match = _MESSAGE_ID.search(head)
         if match:
             return match.group(1).decode("ascii", "replace").strip() or None

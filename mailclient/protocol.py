@@ -496,11 +496,14 @@ class ESMTPClient(LineReceiver):
     @ivar capabilities: what the server advertised in its latest EHLO reply.
     @ivar phase: the current L{Phase}.
     @ivar lmtp: whether this is an LMTP session (RFC 2033).
+    @ivar logMessages: log a debug event for every message (a
+        L{mailclient.Mailer} logs its own).
     """
 
     delimiter = b"\n"
     MAX_LENGTH = 65536
     lmtp = False
+    logMessages = True
 
     def __init__(
         self,
@@ -644,11 +647,25 @@ class ESMTPClient(LineReceiver):
             result of every recipient).  Bad arguments fail it at once.
         """
         try:
-            transaction = self._newTransaction(
-                fromAddress, toAddresses, message, dsn, requireTLS
-            )
+            sender, recipients = validateEnvelope(fromAddress, toAddresses, dsn)
+            source = toMessageSource(message)
         except errors.MailClientError as e:
             return fail(e)
+        return self._sendChecked(sender, recipients, source, dsn, requireTLS)
+
+    def _sendChecked(
+        self,
+        sender: str,
+        recipients: tuple[Recipient, ...],
+        source: MessageSource,
+        dsn: DSN | None,
+        requireTLS: bool,
+    ) -> Deferred[SendResult]:
+        """
+        L{send} with arguments already checked (by L{validateEnvelope}).
+        """
+        d: Deferred[SendResult] = Deferred(lambda _: self._cancel(transaction))
+        transaction = _Transaction(sender, recipients, source, d, dsn, bool(requireTLS))
         if self._failure is not None:
             error = copy.copy(self._failure)
             error.result = self._result(transaction)
@@ -1695,13 +1712,14 @@ class ESMTPClient(LineReceiver):
             return
         tx.done = True
         result = self._result(tx)
-        _log.debug(
-            "message from {sender}: {accepted} of {count} recipients accepted",
-            sender=result.sender,
-            accepted=len(result.accepted),
-            count=len(tx.recipients),
-            transcript=tx.transcript,
-        )
+        if self.logMessages:
+            _log.debug(
+                "message from {sender}: {accepted} of {count} recipients accepted",
+                sender=result.sender,
+                accepted=len(result.accepted),
+                count=len(tx.recipients),
+                transcript=tx.transcript,
+            )
         if result.accepted:
             tx.deferred.callback(result)
             return
@@ -1731,20 +1749,6 @@ class ESMTPClient(LineReceiver):
         tx.deferred.errback(error.withTranscript(self.transcript))
 
     # -- internals --------------------------------------------------------------------
-
-    def _newTransaction(
-        self,
-        fromAddress: str | bytes,
-        toAddresses: str | bytes | Recipient | Iterable[str | bytes | Recipient],
-        message: object,
-        dsn: DSN | None,
-        requireTLS: bool,
-    ) -> _Transaction:
-        sender, recipients = validateEnvelope(fromAddress, toAddresses, dsn)
-        source = toMessageSource(message)
-        d: Deferred[SendResult] = Deferred(lambda _: self._cancel(transaction))
-        transaction = _Transaction(sender, recipients, source, d, dsn, bool(requireTLS))
-        return transaction
 
     def _cancel(self, tx: _Transaction) -> None:
         """
