@@ -446,6 +446,12 @@ class Mailer(Service):
             self._stopTimer = self._reactor.callLater(
                 self.stopTimeout, self._stopDeadline
             )
+            # A retry due after the deadline will not happen: say so now.
+            deadline = self._now() + self.stopTimeout
+            for send in [s for s in self._sleeping if s.wakeAt > deadline]:
+                self._finish(
+                    send, errors.MailerStoppedError("stopped before its next attempt")
+                )
         self._maybeStopped()
         return d
 
@@ -547,8 +553,6 @@ class Mailer(Service):
         connection.inflight.append(send)
         send.connection = connection
         number = len(send.history) + 1
-        if number > 1:
-            self._counts["retries"] += 1
         started = self._now()
         tried = send.pending
         d = connection.client._sendChecked(
@@ -635,6 +639,8 @@ class Mailer(Service):
                 )
         send.results.update(outcome)
         send.lastError = error
+        if number > 1:
+            self._counts["retries"] += 1
         now = self._now()
         send.history.append(
             Attempt(
@@ -910,8 +916,6 @@ class Mailer(Service):
             waiting, self._waiting = list(self._waiting), deque()
             for send in waiting:
                 number = len(send.history) + 1
-                if number > 1:
-                    self._counts["retries"] += 1
                 now = self._now()
                 self._record(send, number, now, send.pending, None, error, None)
                 if final:
