@@ -915,8 +915,9 @@ class TestMore:
         email = EmailMessage()
         email["Message-ID"] = "<abc@example.com>"
         email.set_content("hi\n")
-        Outcome(mailer.send(SENDER, "ok@example.net", email)).value
+        outcome = Outcome(mailer.send(SENDER, "ok@example.net", email))
         world.settle()
+        assert outcome.value().accepted
         assert [e["messageId"] for e in events if "messageId" in e] == [
             "<abc@example.com>"
         ]

@@ -760,7 +760,6 @@ class TestCancelPipelined:
         assert client.phase is Phase.READY
 
 
-
 # -- callers acting on the session from the callbacks the client fires ---------------
 
 
