@@ -445,6 +445,19 @@ def validateEnvelope(
     return sender, tuple(recipients)
 
 
+def _unsolicitedClosing(line: bytes) -> Reply | None:
+    """
+    The reply in C{line} when it is a one-line 421 (the server closing the
+    session on its own), else L{None}.
+    """
+    if not line.startswith(b"421 ") and line != b"421":
+        return None
+    try:
+        return ReplyParser().feed(line)
+    except errors.SMTPProtocolError:
+        return None
+
+
 def _isRefusal(code: int) -> bool:
     return 400 <= code < 600
 
@@ -884,6 +897,12 @@ class ESMTPClient(LineReceiver):
             head.run.tx if head is not None and head.run is not None else None,
         )
         if head is None:
+            closing = _unsolicitedClosing(line)
+            if closing is not None:
+                # RFC 5321 section 3.8: a server may say 421 and close at any
+                # time (an idle timeout, a shutdown).
+                self._fail(errors.ServerRefusedSessionError("idle", closing))
+                return
             self._protocolError(f"reply with no command outstanding: {line[:80]!r}")
             return
         try:

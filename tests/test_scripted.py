@@ -1013,7 +1013,7 @@ class TestTimingAndFailures:
         assert client.phase is Phase.CLOSED
         record = server.connections[0]
         assert (record.closedBy, record.closedAt) == ("server", 30)
-        assert client.transcript[-1] == ("S", "421 4.4.2 idle timeout")
+        assert ("S", "421 4.4.2 idle timeout") in client.transcript
 
         again = connected(clock, endpoint)
         second = Outcome(again.send(SENDER, "a@x.test", MESSAGE))

@@ -242,3 +242,29 @@ class TestDuringData:
         assert result is not None
         assert result.recipients["a@x.example"].status == "unknown"
         assert transport.aborted
+
+
+class TestUnsolicited421:
+    def test_idle421ClosesTheSession(self) -> None:
+        """
+        A 421 with no command outstanding (an idle timeout, RFC 5321
+        section 3.8) ends the session with L{errors.ServerRefusedSessionError}
+        carrying the reply, not a protocol error; later sends fail with it.
+        """
+        client, _transport = session(*PLAIN)
+        serverSays(client, b"421 4.4.2 mx.example idle timeout")
+        later = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
+        error = later.error(errors.ServerRefusedSessionError)
+        assert error.code == 421
+        assert not client.canSend
+
+    def test_otherUnsolicitedReplyIsAViolation(self) -> None:
+        """
+        Any other reply with no command outstanding (a forged 250, or a
+        421 that claims to continue) is a protocol violation.
+        """
+        for line in (b"250 ok", b"421-more to come"):
+            client, _transport = session(*PLAIN)
+            serverSays(client, line)
+            later = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
+            later.error(errors.SMTPProtocolError)
