@@ -316,12 +316,16 @@ class _Expectation:
 
     @ivar run: the transaction on the wire it belongs to, if any.
     @ivar recipient: for RCPT and LMTP final replies, the recipient concerned.
+    @ivar quiet: a success reply goes in the session's recent lines only,
+        not in the message's transcript (the reply to a BDAT chunk after
+        the first: one per 64 KiB of the message).
     """
 
     verb: str
     handler: Callable[[Reply], None]
     run: _Run | None = None
     recipient: str | None = None
+    quiet: bool = False
 
 
 @attrs.define(eq=False)
@@ -396,6 +400,7 @@ class _Run:
     encoder: DataEncoder | ChunkEncoder | None = None
     lookahead: bytes = b""
     octets: int = 0
+    chunks: int = 0
     cancelled: bool = False
 
 
@@ -891,11 +896,10 @@ class ESMTPClient(LineReceiver):
         if line.endswith(b"\r"):
             line = line[:-1]
         head = self._expected[0] if self._expected else None
-        self._record(
-            "S",
-            line.decode("utf-8", "replace"),
-            head.run.tx if head is not None and head.run is not None else None,
-        )
+        tx = head.run.tx if head is not None and head.run is not None else None
+        if head is not None and head.quiet and line[:1] == b"2":
+            tx = None
+        self._record("S", line.decode("utf-8", "replace"), tx)
         if head is None:
             closing = _unsolicitedClosing(line)
             if closing is not None:
@@ -1426,15 +1430,22 @@ class ESMTPClient(LineReceiver):
 
     def _writeChunk(self, run: _Run, data: bytes, last: bool) -> None:
         line = commands.bdat(len(data), last)
-        self._record(
-            "C", f"{line.decode('ascii').rstrip()} <{len(data)} octets>", run.tx
-        )
+        run.chunks += 1
+        run.octets += len(data)
+        text = f"{line.decode('ascii').rstrip()} <{len(data)} octets>"
+        if last and run.chunks > 1:
+            text = f"{text[:-1]}; {run.chunks} chunks, {run.octets} in all>"
+        # The message's transcript gets the first and the last chunk, not
+        # one line per 64 KiB: it must not grow with the message's size.
+        # Every chunk still goes in the session's bounded recent lines.
+        self._record("C", text, run.tx if run.chunks == 1 or last else None)
         if last:
             run.finalSent = True
             self._finalsInOutbox.append(run)
             self._expectFinal(run)
         else:
             self._expect("BDAT", lambda r: self.smtpState_bdat(run, r), run)
+            self._expected[-1].quiet = run.chunks > 1
             if not self.pipeliningActive:
                 run.waitingChunk = True
         self._write(line)
