@@ -438,17 +438,31 @@ def clientMain(args: argparse.Namespace) -> int:
     async def go(reactor: Any) -> None:
         start = time.perf_counter()
         try:
-            result = await mailclient.sendmail(
-                "127.0.0.1",
-                SENDER,
-                recipients,
-                message,
-                port=args.port,
-                tls="none",
-                reactor=reactor,
-                chunking=args.chunking,
-                timeout=120,
-            )
+            if args.via == "mailer":
+                # The Mailer keeps the message for a retry: a seekable one
+                # is read again, a stream is spooled to a temporary file.
+                mailer = mailclient.Mailer(
+                    "127.0.0.1",
+                    port=args.port,
+                    tls="none",
+                    reactor=reactor,
+                    chunking=args.chunking,
+                    timeout=120,
+                )
+                result = await mailer.send(SENDER, recipients, message)
+                await mailer.stopService()
+            else:
+                result = await mailclient.sendmail(
+                    "127.0.0.1",
+                    SENDER,
+                    recipients,
+                    message,
+                    port=args.port,
+                    tls="none",
+                    reactor=reactor,
+                    chunking=args.chunking,
+                    timeout=120,
+                )
         except mailclient.errors.MailClientError as e:
             outcome.update(ok=False, error=str(e))
         else:
@@ -525,6 +539,7 @@ def runCase(
     path: str | None,
     timeout: float,
     rcpts: int = 1,
+    via: str = "sendmail",
 ) -> dict[str, Any]:
     """
     Run the client once; check what the sink got.
@@ -542,13 +557,16 @@ def runCase(
         source,
         "--rcpts",
         str(rcpts),
+        "--via",
+        via,
     ]
     if chunking:
         command.append("--chunking")
     if path is not None:
         command += ["--path", path]
     row: dict[str, Any] = {
-        "case": f"{source} {'BDAT' if chunking else 'DATA'}",
+        "case": f"{via}: {source} {'BDAT' if chunking else 'DATA'}",
+        "via": via,
         "source": source,
         "chunking": chunking,
         "sizeMiB": round(content.size / MIB, 1),
@@ -621,20 +639,22 @@ def runnerMain(args: argparse.Namespace) -> int:
             expected = content.sha256()
         sink = Sink()
         try:
-            for source in sources:
-                for chunking in (False, True):
-                    row = runCase(
-                        sink,
-                        content,
-                        expected,
-                        source,
-                        chunking,
-                        path if source == "file" else None,
-                        args.timeout,
-                        args.rcpts,
-                    )
-                    rows.append(row)
-                    print(table([row]).splitlines()[-1], flush=True)
+            for via in [v.strip() for v in args.via.split(",") if v.strip()]:
+                for source in sources:
+                    for chunking in (False, True):
+                        row = runCase(
+                            sink,
+                            content,
+                            expected,
+                            source,
+                            chunking,
+                            path if source == "file" else None,
+                            args.timeout,
+                            args.rcpts,
+                            via,
+                        )
+                        rows.append(row)
+                        print(table([row]).splitlines()[-1], flush=True)
         finally:
             sink.close()
     print()
@@ -681,6 +701,11 @@ def main(argv: list[str] | None = None) -> int:
         "stream is kept (spooled to a temporary file) for a second pass",
     )
     parser.add_argument("--timeout", type=float, default=600, help="per client run")
+    parser.add_argument(
+        "--via",
+        default="sendmail,mailer",
+        help="comma-separated: sendmail (one connection), mailer (mailclient.Mailer)",
+    )
     parser.add_argument("--role", choices=["runner", "sink", "client"])
     # For --role client:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
