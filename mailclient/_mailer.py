@@ -598,11 +598,36 @@ class Mailer(Service):
             return
         self._record(send, number, started, tried, result, error, connection.number)
         self._logTransaction(send, connection, number, result, error)
-        if not connection.inflight and not connection.closed:
+        if not connection.inflight:
             connection.lastUsed = self._now()
-            self._idleOrRetire(connection)
         self._settle(send, error)
-        self._pump()
+        self._refill(connection)
+
+    def _refill(self, connection: _Connection) -> None:
+        """
+        C{connection} has room for another message: give it the next
+        waiting ones.  After every pump either nothing waits or no
+        connection has room, so only this one needs looking at (unless the
+        mailer is throttled, when connections may have to go).
+        """
+        if self._throttleLevel or self._pumping:
+            self._pump()
+        else:
+            now = self._now()
+            while self._waiting and self._hasRoom(connection, now):
+                if not self._takeToken():
+                    break
+                self._dispatch(self._waiting.popleft(), connection)
+            if self._waiting and len(self._connections) < self._limit():
+                self._pump()
+        if not connection.inflight and not connection.closed:
+            self._idleOrRetire(connection)
+
+    def _hasRoom(self, connection: _Connection, now: float) -> bool:
+        busy = len(connection.inflight)
+        return (
+            busy == 0 or (busy == 1 and connection.client.pipeliningActive)
+        ) and self._usable(connection, now)
 
     def _record(
         self,
@@ -772,8 +797,19 @@ class Mailer(Service):
             and len(history) == 1
             and len(last.recipients) == len(send.recipients)
         ):
-            # One attempt for every recipient: its result is the whole story.
-            return attrs.evolve(last, history=history)
+            # One attempt for every recipient: its result is the whole story
+            # (built directly: attrs.evolve is several times slower).
+            return SendResult(
+                sender=last.sender,
+                recipients=last.recipients,
+                reply=last.reply,
+                session=last.session,
+                transcript=last.transcript,
+                timings=last.timings,
+                attempts=1,
+                extensions=last.extensions,
+                history=history,
+            )
         recipients = {
             r.address: send.results.get(r.address)
             or RecipientResult(
@@ -1150,21 +1186,31 @@ class Mailer(Service):
         if not send.messageIdKnown:
             send.messageIdKnown = True
             send.messageId = _messageId(send.message)
-        accepted = 0
-        for r in attempt.outcome.values():
-            if r.status == "accepted":
-                accepted += 1
+        # Plain values only (an observer may keep events for a while).
+        outcomes = attempt.outcome.values()
+        statuses = tuple([r.status for r in outcomes])
         _log.info(
-            "message {messageId} to {destination} (attempt {attempt.number}, "
+            "message {messageId} to {destination} (attempt {attempt}, "
             "connection {connection}): {accepted}/{count} accepted{why}",
             destination=self.destination,
             connection=connection.number,
             messageId=send.messageId or "(no Message-ID)",
             sender=send.sender,
-            attempt=attempt,
-            result=result,
-            accepted=accepted,
-            count=len(attempt.outcome),
+            attempt=number,
+            recipients=attempt.recipients,
+            statuses=statuses,
+            codes=tuple([r.code for r in outcomes]),
+            replyCode=attempt.reply.code if attempt.reply is not None else None,
+            queueId=result.queueId if result is not None else None,
+            duration=attempt.duration,
+            tlsVersion=(
+                result.session.tlsVersion
+                if result is not None and result.session is not None
+                else None
+            ),
+            error=attempt.error,
+            accepted=statuses.count("accepted"),
+            count=len(statuses),
             why=f" ({attempt.error})" if attempt.error else "",
         )
 
