@@ -457,10 +457,7 @@ def _unsolicitedClosing(line: bytes) -> Reply | None:
     """
     if not line.startswith(b"421 ") and line != b"421":
         return None
-    try:
-        return ReplyParser().feed(line)
-    except errors.SMTPProtocolError:
-        return None
+    return ReplyParser().feed(line)
 
 
 def _isRefusal(code: int) -> bool:

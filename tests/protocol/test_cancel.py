@@ -7,7 +7,9 @@ fate.
 
 from __future__ import annotations
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
 from mailclient import errors
 from mailclient.protocol import ESMTPClient, Phase
@@ -268,3 +270,28 @@ class TestUnsolicited421:
             serverSays(client, line)
             later = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
             later.error(errors.SMTPProtocolError)
+
+
+class TestWhenClosed:
+    def test_firesOnceClosed(self) -> None:
+        """
+        C{whenClosed()} fires when the connection is lost, and at once when
+        asked after that.
+        """
+        client, _transport = session(*PLAIN)
+        pending = Outcome(client.whenClosed())
+        assert not pending.called
+        client.connectionLost(Failure(ConnectionDone()))
+        assert pending.value() is None
+        assert Outcome(client.whenClosed()).value() is None
+
+    def test_firesWhenFailedBeforeConnecting(self) -> None:
+        """
+        A session that fails before it was ever connected (the connection
+        attempt failed) is over too.
+        """
+        client = ESMTPClient(clock=Clock(), heloName="client.example", tls="none")
+        pending = Outcome(client.whenClosed())
+        client.abort(errors.SMTPConnectError("refused"))
+        assert pending.value() is None
+        assert Outcome(client.whenClosed()).value() is None
