@@ -524,14 +524,8 @@ class Mailer(Service):
         for connection in list(self._connections):
             if not connection.ready or connection.closing or connection.probing:
                 continue
-            busy = len(connection.inflight)
-            if busy:
-                if (
-                    best is None
-                    and busy == 1
-                    and connection.client.pipeliningActive
-                    and self._usable(connection, now)
-                ):
+            if connection.inflight:
+                if best is None and self._hasRoom(connection, now):
                     best = connection
                 continue
             if not self._usable(connection, now):
@@ -701,7 +695,7 @@ class Mailer(Service):
                 return True
         return False
 
-    def _retryable(self, send: _Send, error: errors.MailClientError | None) -> bool:
+    def _retryable(self, error: errors.MailClientError | None) -> bool:
         if isinstance(error, _FINAL_ERRORS):
             return False
         if (
@@ -724,7 +718,7 @@ class Mailer(Service):
             if send.results[r.address].status in ("deferred", "not-attempted")
             or (self.resendAfterData and send.results[r.address].status == "unknown")
         )
-        if not again or not self._retryable(send, error):
+        if not again or not self._retryable(error):
             self._finish(send)
             return
         if self._stopping is not None:
