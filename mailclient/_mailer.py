@@ -29,6 +29,7 @@ from mailclient import errors
 from mailclient._sendmail import _plan, _SessionFactory
 from mailclient._source import MessageSource, toMessageSource
 from mailclient._wire.envelope import DSN, Recipient
+from mailclient._wire.replies import Reply
 from mailclient._wire.sasl import SASLMechanism
 from mailclient.protocol import ESMTPClient, LMTPClient, validateEnvelope
 from mailclient.results import Attempt, RecipientResult, SendResult, SessionInfo
@@ -123,7 +124,7 @@ class _Send:
     messageIdKnown: bool = False
     last: SendResult | None = None
     lastError: errors.MailClientError | None = None
-    reply: Any = None
+    reply: Reply | None = None
     attempt: Deferred[SendResult] | None = None
     connection: _Connection | None = None
     timer: IDelayedCall | None = None
