@@ -27,8 +27,8 @@ from mailclient.errors import (
     SMTPConnectError,
     TLSRequiredError,
 )
+from mailclient.testing import MemoryEndpoint, ScriptedServer, runFor, settle
 from tests.helpers import FakeTLSOptions, Outcome
-from tests.scripted import MemoryEndpoint, ScriptedServer, runFor, settle
 
 SENDER = "app@example.com"
 

@@ -1,5 +1,5 @@
 """
-Tests for L{tests.scripted}: the in-memory transports and endpoint, the
+Tests for L{mailclient.testing}: the in-memory transports and endpoint, the
 scripted SMTP server on its own (with a raw client), and the server with the
 real L{ESMTPClient}.  Everything runs on a fake clock.
 """
@@ -27,8 +27,7 @@ from zope.interface import implementer
 from mailclient import errors
 from mailclient._source import CHUNK_SIZE
 from mailclient.protocol import ESMTPClient, Phase, Timeouts
-from tests.helpers import Outcome
-from tests.scripted import (
+from mailclient.testing import (
     DEFAULT_CAPABILITIES,
     MemoryEndpoint,
     MemoryTransport,
@@ -36,6 +35,7 @@ from tests.scripted import (
     runFor,
     settle,
 )
+from tests.helpers import Outcome
 
 SENDER = "alice@example.test"
 MESSAGE = b"From: alice@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -535,9 +535,9 @@ class TestServer:
         in order, in one write.
         """
         raw, _ = rawSession(clock, server, b"EHLO c.test")
-        record = server.connections[0]
-        assert record.serverTransport is not None
-        writes = record.serverTransport.writes
+        transport = server.connections[0].serverTransport
+        assert isinstance(transport, MemoryTransport)
+        writes = transport.writes
         raw.say(b"MAIL FROM:<a@x.test>", b"RCPT TO:<b@y.test>", b"DATA")
         settle(clock)
         assert raw.take() == [
@@ -545,7 +545,7 @@ class TestServer:
             b"250 2.1.5 Ok",
             b"354 End data with <CR><LF>.<CR><LF>",
         ]
-        assert record.serverTransport.writes == writes + 1
+        assert transport.writes == writes + 1
 
     def test_dataDotStuffing(self, clock: Clock, server: ScriptedServer) -> None:
         """

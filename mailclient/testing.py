@@ -1,39 +1,87 @@
 """
-A scriptable SMTP server in memory, and a client endpoint that connects to
-it, driven entirely by a fake clock.
+Test your own mail-sending code without sockets: an SMTP server in memory
+that you script, and an outbox that records what it accepted.
 
-- L{ScriptedServer}: the state shared by every connection: its settings,
-  its L{Rule}s (the script), and what it saw (L{ScriptedServer.deliveries},
-  L{ScriptedServer.connections}).
-- L{ScriptedServerProtocol}: one connection's server side, a small SMTP
-  server (EHLO/HELO, MAIL, RCPT, DATA, BDAT, RSET, NOOP, VRFY, QUIT) that
-  follows the rules.
-- L{MemoryEndpoint}: an C{IStreamClientEndpoint} whose every C{connect}
-  joins the factory's protocol to a new L{ScriptedServerProtocol} with a
-  pair of L{MemoryTransport}s.
-- L{settle} and L{runFor}: run the clock.
+Code that sends mail with L{mailclient.sendmail}, L{mailclient.Mailer} or
+L{mailclient.ESMTPClient} takes an C{endpoint} and a C{reactor}.  In its
+tests, give it a L{MemoryEndpoint} to a L{ScriptedServer} and a
+C{twisted.internet.task.Clock}: nothing touches the network, nothing waits
+for real time, and every run is the same.  Say how the server should
+behave (reject a recipient, defer one, answer slowly, hang up, ask for
+AUTH), run the clock with L{settle} or L{runFor}, then look at what your
+code got back and at what the server received::
 
-Bytes never move inside C{write}: each write reaches the peer from a call on
-the clock, so nothing happens until the test runs it::
+    from twisted.internet.task import Clock
 
-    clock = Clock()
-    server = ScriptedServer(clock)
-    server.rule("RCPT", match="tempfail@", reply=b"450 4.2.1 later", times=1)
-    endpoint = MemoryEndpoint(clock, server)
-    d = endpoint.connect(factory)
-    settle(clock)  # connected, greeted, EHLO answered
+    from mailclient import sendmail
+    from mailclient.testing import MemoryEndpoint, ScriptedServer, settle
 
-The rules are checked in the order they were added; the first active one
-that matches fires (see L{ScriptedServer.rule}).
+
+    def notify(addresses, *, endpoint=None, reactor=None):
+        # The code under test.
+        message = b"Subject: build done\\r\\n\\r\\nAll green.\\r\\n"
+        return sendmail(
+            None, "ci@example.com", addresses, message,
+            endpoint=endpoint, reactor=reactor,
+        )
+
+
+    def test_notifyReportsTheRejectedRecipient():
+        clock = Clock()
+        server = ScriptedServer(clock)
+        server.rejectRecipient("gone@example.com")
+
+        results = []
+        notify(
+            ["dev@example.com", "gone@example.com"],
+            endpoint=MemoryEndpoint(clock, server),
+            reactor=clock,
+        ).addBoth(results.append)
+        settle(clock)  # the whole session runs now
+
+        [result] = results
+        assert result.recipients["gone@example.com"].code == 550
+        [delivery] = server.outbox
+        assert delivery.recipients == ("dev@example.com",)
+        assert delivery.message["Subject"] == "build done"
+
+What is here:
+
+  - L{ScriptedServer}: the server's settings, its script (L{Rule}s, added
+    with L{ScriptedServer.rule} or the shortcuts such as
+    L{ScriptedServer.rejectRecipient}), and what it saw: the L{Outbox} of
+    L{Delivery}s and a L{ConnectionRecord} per connection.  It speaks EHLO,
+    HELO, MAIL, RCPT, DATA, BDAT (with CHUNKING), RSET, NOOP, VRFY, QUIT,
+    AUTH PLAIN and LOGIN (with C{credentials}) and STARTTLS (with
+    C{tlsOptions}).  It is also a protocol factory: listen with it on a
+    real port (C{reactor.listenTCP(0, server, interface="127.0.0.1")},
+    with the reactor as its clock) to test code that cannot take an
+    endpoint.
+  - L{ScriptedServerProtocol}: one connection's server side.
+  - L{MemoryEndpoint}: a client endpoint whose every C{connect} joins the
+    client's protocol to a new connection of the server, through a pair of
+    L{MemoryTransport}s (which can also switch to TLS, so STARTTLS works in
+    memory).
+  - L{settle} and L{runFor}: run the clock.
+
+Bytes never move inside C{write}: each write reaches the peer from a call
+on the clock, so nothing happens until the test runs the clock.  The rules
+are checked in the order they were added; the first active one that
+matches fires (see L{ScriptedServer.rule}).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
+import email.policy
 import enum
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from email.message import EmailMessage
+from typing import Any, Literal, cast
 
 import attrs
 from twisted.internet.address import IPv4Address
@@ -49,19 +97,24 @@ from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
     IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
     IProducer,
     IProtocol,
     IProtocolFactory,
     IPullProducer,
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
     IStreamClientEndpoint,
-    ITCPTransport,
+    ITLSTransport,
+    ITransport,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
@@ -71,6 +124,7 @@ __all__ = [
     "Delivery",
     "MemoryEndpoint",
     "MemoryTransport",
+    "Outbox",
     "Rule",
     "ScriptedServer",
     "ScriptedServerProtocol",
@@ -85,7 +139,9 @@ DEFAULT_CAPABILITIES: tuple[bytes, ...] = (
     b"ENHANCEDSTATUSCODES",
 )
 """
-What L{ScriptedServer} advertises in its EHLO reply unless told otherwise.
+What L{ScriptedServer} advertises in its EHLO reply unless told otherwise
+(AUTH and STARTTLS are added when the server is given credentials or TLS
+options).
 """
 
 DEFAULT_WINDOW = 131072
@@ -98,10 +154,14 @@ CloseReason = Literal["client-quit", "client-abort", "client-close", "server"]
 """
 Who ended a connection, as the server saw it: the client after QUIT, the
 client by aborting (RST), the client by closing without QUIT, or the server
-(a 421, a drop, the idle timeout, L{ScriptedServer.shutdown}).
+(a 421, a scripted disconnect, the idle timeout, L{ScriptedServer.shutdown}).
 """
 
 Lines = tuple[bytes, ...]
+
+# The SASL mechanisms the server knows.
+_MECHANISMS = ("PLAIN", "LOGIN")
+_REDACTED = "****"
 
 # Verbs that only rules name: they are not command lines.
 _EVENTS = frozenset({"CONNECT", "GREETING", "END-OF-DATA"})
@@ -173,7 +233,7 @@ def runFor(clock: Clock, seconds: float, limit: int = 100000) -> int:
 # -- transports ------------------------------------------------------------------
 
 
-@implementer(ITCPTransport, IConsumer, IPushProducer)
+@implementer(ITLSTransport, IConsumer, IPushProducer)
 class MemoryTransport:
     """
     One end of an in-memory TCP connection.
@@ -193,6 +253,11 @@ class MemoryTransport:
     C{pauseProducing} stops reading: what arrives meanwhile waits (and
     counts as in flight for the writer).
 
+    C{startTLS} works as on a real TCP transport: from then on, what is
+    written is encrypted (with C{twisted.protocols.tls}, timed by the same
+    clock) and what arrives is decrypted, the transport provides
+    C{ISSLTransport}, and C{getHandle} returns the C{OpenSSL.SSL.Connection}.
+
     @ivar protocol: the protocol this end delivers to.
     @ivar peer: the other end.
     @ivar bytesWritten: how many bytes were written here.
@@ -205,6 +270,8 @@ class MemoryTransport:
     @ivar reason: why the connection was lost, once it was.
     @ivar producer: the registered producer, if any.
     @ivar streaming: whether the producer is a push producer.
+    @ivar tlsClient: whether this end is the TLS client when C{startTLS}
+        is called (with C{normal} true).
     """
 
     def __init__(
@@ -215,6 +282,7 @@ class MemoryTransport:
         *,
         latency: float = 0.0,
         window: int = DEFAULT_WINDOW,
+        tlsClient: bool = False,
     ) -> None:
         """
         @param clock: the clock that moves the bytes.
@@ -222,6 +290,8 @@ class MemoryTransport:
         @param peerAddress: the other end's address.
         @param latency: seconds from a write to its arrival.
         @param window: the most bytes in flight before the producer waits.
+        @param tlsClient: whether this end is the TLS client (the one that
+            sends the ClientHello) when C{startTLS} is called.
         """
         self.clock = clock
         self.host = host
@@ -251,6 +321,9 @@ class MemoryTransport:
         self._producerPaused = False
         self._wantPull = False
         self._pullCall: IDelayedCall | None = None
+        self.tlsClient = tlsClient
+        self._tls: TLSMemoryBIOProtocol | None = None
+        self._tlsPull: _ClockPullToPush | None = None
 
     @property
     def connected(self) -> bool:
@@ -268,6 +341,13 @@ class MemoryTransport:
 
     # -- ITransport ------------------------------------------------------------
 
+    @property
+    def tls(self) -> bool:
+        """
+        Whether C{startTLS} was called: what is written now is encrypted.
+        """
+        return self._tls is not None
+
     def write(self, data: bytes) -> None:
         """
         Send C{data}; it arrives later.  Ignored once the connection is
@@ -275,6 +355,13 @@ class MemoryTransport:
         """
         if not isinstance(data, bytes):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        if self._tls is not None:
+            if not (self.disconnected or self._aborted):
+                self._tls.write(data)
+            return
+        self._rawWrite(data)
+
+    def _rawWrite(self, data: bytes) -> None:
         if not data or self.disconnected or self._aborted or self._finQueued:
             return
         self.bytesWritten += len(data)
@@ -301,7 +388,15 @@ class MemoryTransport:
         """
         Close once everything written has left (and once the producer, if
         any, is unregistered).  Nothing that arrives afterwards is read.
+        With TLS, the TLS session is shut down first.
         """
+        if self._tls is not None:
+            if not (self.disconnected or self._aborted):
+                self._tls.loseConnection()
+            return
+        self._rawLoseConnection()
+
+    def _rawLoseConnection(self) -> None:
         if self.disconnected or self._aborted or self.disconnecting:
             return
         self.disconnecting = True
@@ -383,6 +478,22 @@ class MemoryTransport:
 
         @raise RuntimeError: when a producer is registered already.
         """
+        if self._tls is not None:
+            if self.disconnected or self._aborted:
+                producer.stopProducing()
+            elif streaming:
+                self._tls.registerProducer(producer, True)
+            else:
+                # TLS would drive a pull producer with the global reactor's
+                # cooperator; drive it with this clock instead.
+                pull = _ClockPullToPush(cast(IPullProducer, producer), self.clock)
+                self._tls.registerProducer(pull, True)
+                self._tlsPull = pull
+                pull.start()
+            return
+        self._rawRegisterProducer(producer, streaming)
+
+    def _rawRegisterProducer(self, producer: IProducer, streaming: bool) -> None:
         if self.producer is not None:
             raise RuntimeError(
                 f"cannot register producer {producer!r}: {self.producer!r} is "
@@ -402,6 +513,15 @@ class MemoryTransport:
         """
         Forget the producer; a pending C{loseConnection} goes ahead.
         """
+        if self._tls is not None:
+            pull, self._tlsPull = self._tlsPull, None
+            if pull is not None:
+                pull.stop()
+            self._tls.unregisterProducer()
+            return
+        self._rawUnregisterProducer()
+
+    def _rawUnregisterProducer(self) -> None:
         self.producer = None
         self.streaming = False
         self._producerPaused = False
@@ -412,6 +532,56 @@ class MemoryTransport:
             self._pullCall = None
         if self.disconnecting and not self.disconnected and not self._aborted:
             self._queueFin()
+
+    # -- ITLSTransport -----------------------------------------------------------------
+
+    def startTLS(
+        self,
+        contextFactory: IOpenSSLClientConnectionCreator
+        | IOpenSSLServerConnectionCreator,
+        normal: bool = True,
+    ) -> None:
+        """
+        Switch to TLS: from now on, what is written is encrypted and what
+        arrives is decrypted.  This end is the TLS client when
+        L{tlsClient} is true (the other way round when C{normal} is
+        false).
+
+        @param contextFactory: C{optionsForClientTLS(...)} for a client,
+            C{CertificateOptions} (such as C{PrivateCertificate.options()})
+            for a server.
+        @raise RuntimeError: when TLS was started already.
+        """
+        if self._tls is not None:
+            raise RuntimeError("TLS was started already")
+        isClient = self.tlsClient if normal else not self.tlsClient
+        producer, streaming = self.producer, self.streaming
+        if producer is not None:
+            self._rawUnregisterProducer()
+        factory = TLSMemoryBIOFactory(
+            contextFactory, isClient, Factory(), clock=self.clock
+        )
+        assert self.protocol is not None
+        tls = factory.protocol(factory, self.protocol, False)
+        self.protocol = tls
+        self._tls = tls
+        alsoProvides(self, ISSLTransport)
+        tls.makeConnection(_RawEnd(self))
+        if producer is not None:
+            self.registerProducer(producer, streaming)
+
+    def getHandle(self) -> Any:
+        """
+        The C{OpenSSL.SSL.Connection} once TLS was started, else L{None}.
+        """
+        return self._tls.getHandle() if self._tls is not None else None
+
+    def getPeerCertificate(self) -> Any:
+        """
+        The peer's certificate (an C{OpenSSL.crypto.X509}) once TLS is up
+        and the peer sent one, else L{None}.
+        """
+        return self._tls.getPeerCertificate() if self._tls is not None else None
 
     # -- IPushProducer (reading) -------------------------------------------------
 
@@ -560,6 +730,81 @@ class MemoryTransport:
             self.protocol.connectionLost(self.reason)
 
 
+class _RawEnd:
+    """
+    What the TLS layer of a L{MemoryTransport} writes to: the transport
+    without its TLS.
+    """
+
+    def __init__(self, transport: MemoryTransport) -> None:
+        self._transport = transport
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def write(self, data: bytes) -> None:
+        self._transport._rawWrite(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self._transport._rawWrite(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self._transport._rawLoseConnection()
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self._transport._rawRegisterProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._transport._rawUnregisterProducer()
+
+
+@implementer(IPushProducer)
+class _ClockPullToPush:
+    """
+    A push producer that asks a pull producer for more from calls on a
+    clock while it is not paused (C{twisted.protocols.tls} would use the
+    global reactor's cooperator).
+    """
+
+    def __init__(self, producer: IPullProducer, clock: IReactorTime) -> None:
+        self._producer = producer
+        self._clock = clock
+        self._paused = False
+        self._stopped = False
+        self._call: IDelayedCall | None = None
+
+    def start(self) -> None:
+        self._schedule()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _schedule(self) -> None:
+        if self._call is None and not self._paused and not self._stopped:
+            self._call = self._clock.callLater(0, self._pull)
+
+    def _pull(self) -> None:
+        self._call = None
+        if self._paused or self._stopped:
+            return
+        self._producer.resumeProducing()
+        self._schedule()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def stopProducing(self) -> None:
+        self.stop()
+        self._producer.stopProducing()
+
+
 # -- the script ----------------------------------------------------------------------
 
 
@@ -582,11 +827,17 @@ def _code(lines: Lines) -> int:
     return int(lines[-1][:3])
 
 
+def _checkRefusal(code: int) -> None:
+    if not 400 <= code <= 599:
+        raise ValueError(f"a refusal's code is 4xx or 5xx, not {code}")
+
+
 @attrs.define(eq=False)
 class Rule:
     """
-    One step of the script; made by L{ScriptedServer.rule}, which documents
-    the fields.
+    One step of the script; made by L{ScriptedServer.rule} (or one of its
+    shortcuts), which documents the fields.  Change C{times} to make a
+    rule fire more or less often; the other fields are best left alone.
 
     @ivar fired: how many times the rule fired.
     """
@@ -606,6 +857,7 @@ class Rule:
     delay: float = 0.0
     refuse: bool = False
     hang: bool = False
+    status: tuple[int, str, str] | None = None
     fired: int = 0
 
     @property
@@ -639,15 +891,18 @@ class Rule:
 @attrs.frozen
 class Delivery:
     """
-    A message the server took (its final reply was 2xx).
+    A message the server accepted (its final reply was 2xx).
 
     @ivar connection: the number of the connection that carried it (from 1).
     @ivar transaction: its transaction number on that connection (from 1:
         the count of MAIL commands so far).
-    @ivar sender: the reverse-path of MAIL FROM.
+    @ivar sender: the reverse-path of MAIL FROM (C{""} for the null sender).
     @ivar recipients: the recipients the server accepted, in order.
     @ivar data: the message as received, dot-stuffing undone (lines end with
         CRLF as the client sent them); for BDAT, the chunks joined.
+    @ivar authenticatedAs: the user the client authenticated as with AUTH
+        on that connection, or L{None}.
+    @ivar tls: whether the message came over TLS (after STARTTLS).
     """
 
     connection: int
@@ -655,6 +910,38 @@ class Delivery:
     sender: str
     recipients: tuple[str, ...]
     data: bytes
+    authenticatedAs: str | None = None
+    tls: bool = False
+
+    @property
+    def message(self) -> EmailMessage:
+        """
+        The message parsed with C{email.policy.default} (a new
+        C{EmailMessage} at each access): C{delivery.message["Subject"]},
+        C{delivery.message.get_body()}, ...
+        """
+        return email.message_from_bytes(self.data, policy=email.policy.default)
+
+
+class Outbox(list[Delivery]):
+    """
+    Every message a L{ScriptedServer} accepted, as L{Delivery}s in the order
+    of their final replies: a list, with a few helpers.
+    """
+
+    def to(self, address: str) -> list[Delivery]:
+        """
+        The deliveries that C{address} is a recipient of (case does not
+        matter), in order.
+        """
+        wanted = address.casefold()
+        return [d for d in self if any(r.casefold() == wanted for r in d.recipients)]
+
+    def messages(self) -> list[EmailMessage]:
+        """
+        Every delivery's L{Delivery.message}, in order.
+        """
+        return [d.message for d in self]
 
 
 @attrs.define(eq=False)
@@ -667,12 +954,20 @@ class ConnectionRecord:
     @ivar closedAt: the clock's time when the server lost it, or L{None}.
     @ivar closedBy: a L{CloseReason}, once it closed.
     @ivar commands: every command line received, decoded (message data
-        excluded; BDAT lines included).
+        excluded; BDAT lines included).  Credentials are never recorded:
+        an AUTH command's initial response, and every line of an AUTH
+        exchange but a cancelling C{*}, read C{****}.
     @ivar delivered: how many messages it delivered.
     @ivar transactions: how many MAIL commands it received.
+    @ivar authenticatedAs: the user the client authenticated as, once it
+        did (L{None} again after STARTTLS, which forgets it).
+    @ivar tls: whether the connection switched to TLS (STARTTLS).
     @ivar protocol: the server's protocol for it.
-    @ivar serverTransport: the server's end of the connection.
-    @ivar clientTransport: the client's end of the connection.
+    @ivar serverTransport: the server's end of the connection (a
+        L{MemoryTransport} in memory, the reactor's transport on a real
+        port).
+    @ivar clientTransport: the client's end of the connection in memory;
+        L{None} on a real port.
     """
 
     number: int
@@ -682,8 +977,10 @@ class ConnectionRecord:
     commands: list[str] = attrs.Factory(list)
     delivered: int = 0
     transactions: int = 0
+    authenticatedAs: str | None = None
+    tls: bool = False
     protocol: ScriptedServerProtocol | None = attrs.field(default=None, repr=False)
-    serverTransport: MemoryTransport | None = attrs.field(default=None, repr=False)
+    serverTransport: ITransport | None = attrs.field(default=None, repr=False)
     clientTransport: MemoryTransport | None = attrs.field(default=None, repr=False)
 
     @property
@@ -703,27 +1000,48 @@ class ConnectionRecord:
 # -- the server ----------------------------------------------------------------------
 
 
-class ScriptedServer:
+class ScriptedServer(ServerFactory):
     """
-    A small SMTP server's settings, script and records, shared by every
-    connection (each connection's protocol is a L{ScriptedServerProtocol}).
+    A small SMTP server that does what its script says: its settings, its
+    L{Rule}s, and what it saw, shared by every connection (each
+    connection's protocol is a L{ScriptedServerProtocol}).
+
+    Connect to it in memory with a L{MemoryEndpoint}; or, as it is a
+    protocol factory, listen with it on a real port, with the reactor as
+    its clock::
+
+        server = ScriptedServer(reactor)
+        port = reactor.listenTCP(0, server, interface="127.0.0.1")
+
+    Unless scripted otherwise it accepts every sender, recipient and
+    message, and puts each message in its L{outbox}.
 
     @ivar clock: the clock for delays and the idle timeout.
     @ivar hostname: the server's name in its replies.
     @ivar greeting: the greeting line.
     @ivar capabilities: the EHLO keywords (with their parameters), in order;
-        change it freely (it is read at every EHLO).
+        change it freely (it is read at every EHLO).  AUTH and STARTTLS are
+        added to the reply when configured, unless listed here.
     @ivar idleTimeout: seconds without input after which the server gives
         up on a connection, or L{None} for never.
     @ivar idleReply: what it says then (then it closes).
     @ivar idleSilent: close without a word instead.
     @ivar idleBlackhole: instead, stop answering and keep the connection
         open (half-open, as after a lost peer).
+    @ivar credentials: the user names and passwords AUTH accepts, or
+        L{None} for no AUTH.
+    @ivar authMechanisms: the SASL mechanisms offered with C{credentials}.
+    @ivar requireAuth: whether MAIL is refused before AUTH.
+    @ivar tlsOptions: the server's TLS options for STARTTLS, or L{None}
+        for no STARTTLS.
     @ivar rules: the script, in order.
-    @ivar deliveries: every L{Delivery}, in order.
+    @ivar deliveries: the L{Outbox}: every L{Delivery}, in order (also
+        L{outbox}).
     @ivar connections: a L{ConnectionRecord} per connection, in order.
     @ivar connectAttempts: how many times an endpoint tried to connect.
     """
+
+    noisy = False
 
     def __init__(
         self,
@@ -737,9 +1055,15 @@ class ScriptedServer:
         idleReply: bytes = b"421 4.4.2 idle timeout",
         idleSilent: bool = False,
         idleBlackhole: bool = False,
+        credentials: Mapping[str, str] | None = None,
+        authMechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
+        requireAuth: bool = False,
+        tlsOptions: IOpenSSLServerConnectionCreator | None = None,
     ) -> None:
         """
-        @param clock: the clock for delays and the idle timeout.
+        @param clock: the clock for delays and the idle timeout: a
+            C{twisted.internet.task.Clock} in memory, the reactor on a real
+            port.
         @param hostname: the server's name (C{mx.test}).
         @param greeting: the greeting line (C{220 mx.test ESMTP}); a GREETING
             rule can change it per connection.
@@ -749,7 +1073,30 @@ class ScriptedServer:
         @param idleReply: see L{idleReply}.
         @param idleSilent: see L{idleSilent}.
         @param idleBlackhole: see L{idleBlackhole}.
+        @param credentials: user names and their passwords: offer AUTH
+            (RFC 4954) and accept these (C{235}; anything else gets
+            C{535 5.7.8}).
+        @param authMechanisms: the mechanisms to offer, among C{"PLAIN"}
+            (RFC 4616) and C{"LOGIN"}.
+        @param requireAuth: answer MAIL with C{530 5.7.0} until the client
+            authenticated (needs C{credentials}).
+        @param tlsOptions: offer STARTTLS (RFC 3207) with these server TLS
+            options, such as C{PrivateCertificate.options()} or a
+            C{twisted.internet.ssl.CertificateOptions}.  It works on real
+            TCP connections and in memory; on a transport that cannot start
+            TLS the server answers C{454 4.7.0}.
+        @raise ValueError: for an unknown mechanism, or C{requireAuth}
+            without C{credentials}.
         """
+        mechanisms = tuple(m.upper() for m in authMechanisms)
+        unknown = set(mechanisms) - set(_MECHANISMS)
+        if unknown or not mechanisms:
+            raise ValueError(
+                f"authMechanisms must be some of {', '.join(_MECHANISMS)}, "
+                f"not {authMechanisms!r}"
+            )
+        if requireAuth and credentials is None:
+            raise ValueError("requireAuth needs credentials")
         self.clock = clock
         self.hostname = hostname
         self.greeting = (
@@ -762,10 +1109,22 @@ class ScriptedServer:
         self.idleReply = idleReply
         self.idleSilent = idleSilent
         self.idleBlackhole = idleBlackhole
+        self.credentials = dict(credentials) if credentials is not None else None
+        self.authMechanisms = mechanisms
+        self.requireAuth = requireAuth
+        self.tlsOptions = tlsOptions
         self.rules: list[Rule] = []
-        self.deliveries: list[Delivery] = []
+        self.deliveries = Outbox()
         self.connections: list[ConnectionRecord] = []
         self.connectAttempts = 0
+
+    @property
+    def outbox(self) -> Outbox:
+        """
+        Every message the server accepted, in order (the same L{Outbox} as
+        L{deliveries}).
+        """
+        return self.deliveries
 
     # -- the script --------------------------------------------------------------
 
@@ -787,14 +1146,21 @@ class ScriptedServer:
         delay: float = 0.0,
         refuse: bool = False,
         hang: bool = False,
+        status: tuple[int, str, str] | None = None,
     ) -> Rule:
         """
         Add a rule to the script and return it.
 
+        For the common cases, L{rejectRecipient}, L{deferRecipient},
+        L{rejectSender}, L{rejectMessage}, L{delayReply},
+        L{disconnectBefore} and L{disconnectAfter} are shorter.
+
         @param verb: what it applies to: a command verb (C{"EHLO"},
             C{"HELO"}, C{"MAIL"}, C{"RCPT"}, C{"DATA"}, C{"BDAT"} (every
             chunk's command line, LAST or not), C{"RSET"}, C{"NOOP"},
-            C{"VRFY"}, C{"QUIT"}, or any other), C{"*"} (any command line),
+            C{"VRFY"}, C{"QUIT"}, C{"AUTH"} (the command, not the lines of
+            its exchange), C{"STARTTLS"}, or any other), C{"*"} (any command
+            line),
             C{"END-OF-DATA"} (the message is complete: the final dot, or the
             last BDAT chunk's data), C{"GREETING"}, or C{"CONNECT"} (a
             connection attempt).
@@ -833,10 +1199,20 @@ class ScriptedServer:
             C{ConnectionRefusedError}.
         @param hang: for CONNECT: the attempt never completes; cancelling it
             fails it with C{CancelledError}.
+        @param status: instead of C{reply}: a one-line reply as C{(code,
+            enhanced status code, text)}, such as C{(550, "5.1.1", "no such
+            user")}, sent with the enhanced code only when the server
+            advertises ENHANCEDSTATUSCODES (as its own replies are).
         @raise ValueError: for a combination that makes no sense.
         """
         verb = verb.upper()
         lines = _toLines(reply) if reply is not None else None
+        if status is not None:
+            if lines is not None:
+                raise ValueError("reply or status, not both")
+            code, enhanced, text = status
+            _toLines(f"{code} {enhanced} {text}".encode())  # a valid reply
+        replies = lines is not None or status is not None
         if isinstance(match, str):
             match = match.encode("utf-8")
         if times is not None and times < 1:
@@ -845,7 +1221,7 @@ class ScriptedServer:
             raise ValueError("delay must not be negative")
         if verb == "CONNECT":
             if (
-                lines is not None
+                replies
                 or close
                 or drop
                 or abort
@@ -869,7 +1245,7 @@ class ScriptedServer:
                 raise ValueError("dropAfter or stallAfter, not both")
             if (dropAfter or 0) < 0 or (stallAfter or 0) < 0:
                 raise ValueError("octet counts must not be negative")
-        if drop and (lines is not None or close or stall or delay):
+        if drop and (replies or close or stall or delay):
             raise ValueError("drop sends nothing: no reply, close, stall or delay")
         if stall and delay:
             raise ValueError("stall or delay, not both")
@@ -891,9 +1267,199 @@ class ScriptedServer:
             delay=delay,
             refuse=refuse,
             hang=hang,
+            status=status,
         )
         self.rules.append(rule)
         return rule
+
+    # -- shortcuts --------------------------------------------------------------------
+
+    def rejectRecipient(
+        self,
+        address: str,
+        *,
+        code: int = 550,
+        enhanced: str = "5.1.1",
+        text: str = "mailbox unavailable",
+        times: int | None = None,
+        connection: int | None = None,
+    ) -> Rule:
+        """
+        Refuse C{address} as a recipient (RCPT TO), permanently by default:
+        C{550 5.1.1 mailbox unavailable}.
+
+        @param address: the recipient, matched whole and regardless of case.
+        @param code: the reply code.
+        @param enhanced: the enhanced status code, sent when the server
+            advertises ENHANCEDSTATUSCODES.
+        @param text: the reply's text.
+        @param times: how many times; L{None} for always.
+        @param connection: only on this connection (from 1).
+        @return: the new L{Rule}.
+        """
+        return self._refuse("RCPT", address, code, enhanced, text, times, connection)
+
+    def deferRecipient(
+        self,
+        address: str,
+        *,
+        code: int = 450,
+        enhanced: str = "4.2.1",
+        text: str = "try again later",
+        times: int | None = None,
+        connection: int | None = None,
+    ) -> Rule:
+        """
+        Refuse C{address} as a recipient for now (a transient failure):
+        C{450 4.2.1 try again later}.  With C{times=1}, the next attempt
+        succeeds.
+
+        The parameters are those of L{rejectRecipient}.
+
+        @return: the new L{Rule}.
+        """
+        return self._refuse("RCPT", address, code, enhanced, text, times, connection)
+
+    def rejectSender(
+        self,
+        address: str,
+        *,
+        code: int = 550,
+        enhanced: str = "5.7.1",
+        text: str = "sender rejected",
+        times: int | None = None,
+        connection: int | None = None,
+    ) -> Rule:
+        """
+        Refuse C{address} as the sender (MAIL FROM): C{550 5.7.1 sender
+        rejected}.  C{""} is the null sender (C{MAIL FROM:<>}).
+
+        The parameters are those of L{rejectRecipient}.
+
+        @return: the new L{Rule}.
+        """
+        return self._refuse("MAIL", address, code, enhanced, text, times, connection)
+
+    def rejectMessage(
+        self,
+        *,
+        code: int = 554,
+        enhanced: str = "5.6.0",
+        text: str = "message rejected",
+        match: str | bytes | None = None,
+        times: int | None = None,
+        connection: int | None = None,
+    ) -> Rule:
+        """
+        Refuse the message after its data (the reply to the final dot, or to
+        the last BDAT chunk): C{554 5.6.0 message rejected}.  Nothing is
+        delivered; use a 4xx C{code} for a transient refusal.
+
+        @param match: only a message that contains this (regardless of
+            case), such as C{"Subject: spam"}.
+        @return: the new L{Rule}.
+        """
+        _checkRefusal(code)
+        return self.rule(
+            "END-OF-DATA",
+            match=match,
+            times=times,
+            connection=connection,
+            status=(code, enhanced, text),
+        )
+
+    def delayReply(
+        self,
+        verb: str,
+        seconds: float,
+        *,
+        match: str | bytes | None = None,
+        times: int | None = None,
+        connection: int | None = None,
+    ) -> Rule:
+        """
+        Answer C{verb} only after C{seconds} on the server's clock (the
+        server reads nothing more meanwhile); C{"GREETING"} delays the
+        greeting, C{"END-OF-DATA"} the reply to the message, C{"CONNECT"}
+        the connection itself.
+
+        @param match: only when the command's argument contains this.
+        @return: the new L{Rule}.
+        """
+        return self.rule(
+            verb, match=match, times=times, connection=connection, delay=seconds
+        )
+
+    def disconnectBefore(
+        self,
+        verb: str,
+        *,
+        match: str | bytes | None = None,
+        times: int | None = None,
+        connection: int | None = None,
+        abort: bool = False,
+    ) -> Rule:
+        """
+        Hang up instead of answering C{verb}: the command is read, and the
+        connection closed without a reply (C{"GREETING"}: before the
+        greeting; C{"END-OF-DATA"}: after the whole message, before its
+        reply, so nothing is delivered).
+
+        @param abort: close with an abort (RST) rather than cleanly.
+        @return: the new L{Rule}.
+        """
+        return self.rule(
+            verb,
+            match=match,
+            times=times,
+            connection=connection,
+            drop=True,
+            abort=abort,
+        )
+
+    def disconnectAfter(
+        self,
+        verb: str,
+        *,
+        match: str | bytes | None = None,
+        times: int | None = None,
+        connection: int | None = None,
+        abort: bool = False,
+    ) -> Rule:
+        """
+        Answer C{verb} as usual, then hang up (C{"END-OF-DATA"}: the
+        message is delivered and acknowledged first).
+
+        @param abort: close with an abort (RST) rather than cleanly.
+        @return: the new L{Rule}.
+        """
+        return self.rule(
+            verb,
+            match=match,
+            times=times,
+            connection=connection,
+            close=True,
+            abort=abort,
+        )
+
+    def _refuse(
+        self,
+        verb: str,
+        address: str,
+        code: int,
+        enhanced: str,
+        text: str,
+        times: int | None,
+        connection: int | None,
+    ) -> Rule:
+        _checkRefusal(code)
+        return self.rule(
+            verb,
+            match=f"<{address}>",
+            times=times,
+            connection=connection,
+            status=(code, enhanced, text),
+        )
 
     def findRule(
         self, verb: str, argument: bytes, connection: int, transaction: int
@@ -1017,6 +1583,7 @@ class ScriptedServer:
         """
         record = ConnectionRecord(len(self.connections) + 1, self.clock.seconds())
         protocol = ScriptedServerProtocol(self, record)
+        protocol.factory = self
         record.protocol = protocol
         self.connections.append(record)
         return protocol
@@ -1029,6 +1596,7 @@ class _Mode(enum.Enum):
     COMMAND = "command"
     DATA = "data"
     CHUNK = "chunk"
+    AUTH = "auth"
 
 
 @attrs.define(eq=False)
@@ -1056,7 +1624,43 @@ class _Trigger:
     abort: bool
 
 
+@attrs.define(eq=False)
+class _AuthExchange:
+    mechanism: str
+    username: str | None = None
+
+
+def _decodeResponse(data: bytes) -> bytes | None:
+    """
+    A SASL response as sent (base64; C{=} alone for an empty one), decoded;
+    L{None} when it is not valid base64.
+    """
+    if data == b"=":
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _redact(line: str) -> str:
+    """
+    An AUTH command line as recorded: without its initial response.
+    """
+    words = line.split()
+    if len(words) > 2:
+        return f"{words[0]} {words[1]} {_REDACTED}"
+    return line
+
+
+# A reply, and what to do if it is sent (None: the command failed).
 _Handled = tuple[Lines, Callable[[], None] | None]
+
+
+def _nothing() -> None:
+    """
+    What a command that changes nothing does when it succeeds.
+    """
 
 
 class ScriptedServerProtocol(Protocol):
@@ -1065,9 +1669,11 @@ class ScriptedServerProtocol(Protocol):
     the L{ScriptedServer}'s rules.
 
     Every complete line of each delivery is handled in order, and the
-    replies to one delivery leave in one write.  It only needs a transport
-    with C{pauseProducing}/C{resumeProducing} (to stop reading while
-    stalled); any TCP transport will do.
+    replies to one delivery leave in one write.  Any TCP transport will do:
+    a L{MemoryTransport}, or a real one on a listening port.  It uses
+    C{pauseProducing}/C{resumeProducing} to stop reading while stalled,
+    C{abortConnection} for scripted aborts, and C{startTLS} for STARTTLS,
+    when the transport has them.
 
     @ivar server: the shared L{ScriptedServer}.
     @ivar record: this connection's L{ConnectionRecord}.
@@ -1098,6 +1704,9 @@ class ScriptedServerProtocol(Protocol):
         self._closing = False
         self._blackholed = False
         self._processing = False
+        self._user: str | None = None
+        self._exchange: _AuthExchange | None = None
+        self._tlsPending = False
 
     # -- public --------------------------------------------------------------------
 
@@ -1145,6 +1754,8 @@ class ScriptedServerProtocol(Protocol):
         Greet (as the script says).
         """
         self.record.openedAt = self.server.clock.seconds()
+        if self.record.serverTransport is None:
+            self.record.serverTransport = self.transport
         rule = self.server.findRule("GREETING", b"", self.record.number, 0)
         self._apply(rule, self._greet)
         self._process()
@@ -1195,6 +1806,8 @@ class ScriptedServerProtocol(Protocol):
                     going = self._commandStep()
                 elif self._mode is _Mode.DATA:
                     going = self._dataStep()
+                elif self._mode is _Mode.AUTH:
+                    going = self._authStep()
                 else:
                     going = self._chunkStep()
                 if not going:
@@ -1233,7 +1846,7 @@ class ScriptedServerProtocol(Protocol):
             return
 
         def run(override: Lines | None) -> None:
-            action(override if override is not None else rule.reply)
+            action(override if override is not None else self._ruleReply(rule))
             if rule.close:
                 self._close(rule.abort)
 
@@ -1243,6 +1856,11 @@ class ScriptedServerProtocol(Protocol):
             self._hold(run, rule.delay)
         else:
             run(None)
+
+    def _ruleReply(self, rule: Rule) -> Lines | None:
+        if rule.status is not None:
+            return self._r(*rule.status)
+        return rule.reply
 
     def _hold(self, run: Callable[[Lines | None], None], delay: float | None) -> None:
         self._held = run
@@ -1330,9 +1948,10 @@ class ScriptedServerProtocol(Protocol):
         del self._buffer[: end + 1]
         if line.endswith(b"\r"):
             line = line[:-1]
-        self.record.commands.append(line.decode("utf-8", "replace"))
         head, _, argument = line.partition(b" ")
         verb = head.decode("ascii", "replace").upper()
+        command = line.decode("utf-8", "replace")
+        self.record.commands.append(_redact(command) if verb == "AUTH" else command)
         if verb == "MAIL":
             self.record.transactions += 1
         rule = self.server.findRule(
@@ -1363,6 +1982,8 @@ class ScriptedServerProtocol(Protocol):
         self._reply(lines)
         if verb == "QUIT" and commit is not None:
             self._close()
+        if self._tlsPending:
+            self._startTLS()
 
     def _handle(self, verb: str, argument: bytes, rule: Rule | None) -> _Handled:
         r = self._r
@@ -1379,17 +2000,22 @@ class ScriptedServerProtocol(Protocol):
         if verb == "RSET":
             return r(250, "2.0.0", "Ok"), self._reset
         if verb == "NOOP":
-            return r(250, "2.0.0", "Ok"), None
+            return r(250, "2.0.0", "Ok"), _nothing
         if verb == "VRFY":
             if not argument:
                 return r(501, "5.5.4", "Syntax: VRFY address"), None
-            return r(252, "2.5.2", "Cannot VRFY user, but will accept message"), None
+            text = "Cannot VRFY user, but will accept message"
+            return r(252, "2.5.2", text), _nothing
         if verb == "QUIT":
 
             def markQuit() -> None:
                 self._quit = True
 
             return r(221, "2.0.0", "Bye"), markQuit
+        if verb == "AUTH" and self.server.credentials is not None:
+            return self._auth(argument)
+        if verb == "STARTTLS" and self.server.tlsOptions is not None:
+            return self._starttls(argument)
         if verb in ("STARTTLS", "AUTH", "EXPN", "HELP", "ETRN", "TURN"):
             return r(502, "5.5.1", "Command not implemented"), None
         return r(500, "5.5.2", "Command unrecognized"), None
@@ -1407,7 +2033,16 @@ class ScriptedServerProtocol(Protocol):
         host = self.server.hostname.encode()
         if verb == "HELO":
             return (b"250 " + host,), commit
-        keywords = self.server.capabilities
+        server = self.server
+        keywords = list(server.capabilities)
+        if (
+            server.tlsOptions is not None
+            and not self.record.tls
+            and not server._offers(b"STARTTLS")
+        ):
+            keywords.append(b"STARTTLS")
+        if server.credentials is not None and not server._offers(b"AUTH"):
+            keywords.append(" ".join(("AUTH", *server.authMechanisms)).encode())
         lines = [b"250-" + host] + [b"250-" + k for k in keywords]
         lines[-1] = b"250 " + lines[-1][4:]
         return tuple(lines), commit
@@ -1418,6 +2053,8 @@ class ScriptedServerProtocol(Protocol):
             return r(503, "5.5.1", "Send EHLO or HELO first"), None
         if self._tx is not None:
             return r(503, "5.5.1", "Nested MAIL command"), None
+        if self.server.requireAuth and self._user is None:
+            return r(530, "5.7.0", "Authentication required"), None
         parsed = _ADDRESS.match(argument)
         if parsed is None or parsed.group(1).upper() != b"FROM":
             return r(501, "5.5.4", "Syntax: MAIL FROM:<address>"), None
@@ -1463,6 +2100,131 @@ class ScriptedServerProtocol(Protocol):
             self._arm(rule)
 
         return (b"354 End data with <CR><LF>.<CR><LF>",), commit
+
+    # -- AUTH (RFC 4954) and STARTTLS (RFC 3207) -----------------------------------
+
+    def _auth(self, argument: bytes) -> _Handled:
+        r = self._r
+        if not self._extended:
+            return r(503, "5.5.1", "Send EHLO first"), None
+        if self._user is not None:
+            return r(503, "5.5.1", "Already authenticated"), None
+        if self._tx is not None:
+            return r(503, "5.5.1", "AUTH not allowed during a mail transaction"), None
+        words = argument.split()
+        if not 1 <= len(words) <= 2:
+            return r(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"), None
+        mechanism = words[0].decode("ascii", "replace").upper()
+        if mechanism not in self.server.authMechanisms:
+            return r(504, "5.5.4", "Unrecognized authentication type"), None
+        exchange = _AuthExchange(mechanism)
+        if len(words) == 1:
+            challenge = b"" if mechanism == "PLAIN" else b"Username:"
+            return self._challenge(exchange, challenge)
+        response = _decodeResponse(words[1])
+        if response is None:
+            return r(501, "5.5.2", "Cannot decode response"), None
+        return self._respond(exchange, response)
+
+    def _challenge(self, exchange: _AuthExchange, challenge: bytes) -> _Handled:
+        def commit() -> None:
+            self._mode = _Mode.AUTH
+            self._exchange = exchange
+
+        return (b"334 " + base64.b64encode(challenge),), commit
+
+    def _respond(self, exchange: _AuthExchange, response: bytes) -> _Handled:
+        """
+        The reply to one client response of an AUTH exchange.
+        """
+        if exchange.mechanism == "PLAIN":
+            parts = response.split(b"\0")
+            if len(parts) != 3:
+                return self._authFailed()
+            identity, username, password = (p.decode("utf-8", "replace") for p in parts)
+            if identity and identity != username:
+                return self._authFailed()
+            return self._check(username, password)
+        if exchange.username is None:
+            exchange.username = response.decode("utf-8", "replace")
+            return self._challenge(exchange, b"Password:")
+        return self._check(exchange.username, response.decode("utf-8", "replace"))
+
+    def _check(self, username: str, password: str) -> _Handled:
+        credentials = self.server.credentials
+        assert credentials is not None
+        if credentials.get(username) != password:
+            return self._authFailed()
+
+        def commit() -> None:
+            self._user = username
+            self.record.authenticatedAs = username
+
+        return self._r(235, "2.7.0", "Authentication successful"), commit
+
+    def _authFailed(self) -> _Handled:
+        return self._r(535, "5.7.8", "Authentication credentials invalid"), None
+
+    def _authStep(self) -> bool:
+        """
+        One client response of an AUTH exchange.
+        """
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            return False
+        line = bytes(self._buffer[:end]).rstrip(b"\r")
+        del self._buffer[: end + 1]
+        exchange = self._exchange
+        assert exchange is not None
+        self._mode = _Mode.COMMAND
+        self._exchange = None
+        if line == b"*":
+            self.record.commands.append("*")
+            self._reply(self._r(501, "5.7.0", "Authentication cancelled"))
+            return True
+        self.record.commands.append(_REDACTED)
+        response = _decodeResponse(line)
+        if response is None:
+            self._reply(self._r(501, "5.5.2", "Cannot decode response"))
+            return True
+        lines, commit = self._respond(exchange, response)
+        if commit is not None:
+            commit()
+        self._reply(lines)
+        return True
+
+    def _starttls(self, argument: bytes) -> _Handled:
+        r = self._r
+        if argument:
+            return r(501, "5.5.4", "Syntax: STARTTLS"), None
+        if self.record.tls:
+            return r(503, "5.5.1", "TLS already active"), None
+        if not ITLSTransport.providedBy(self.transport):
+            return r(454, "4.7.0", "TLS not available"), None
+
+        def commit() -> None:
+            self._tlsPending = True
+
+        return r(220, "2.0.0", "Ready to start TLS"), commit
+
+    def _startTLS(self) -> None:
+        """
+        After the 220 to STARTTLS: drop what the client sent after the
+        command (it must wait for the reply), start TLS, and forget the
+        session (RFC 3207 section 4.2).
+        """
+        self._tlsPending = False
+        self._buffer.clear()
+        self._flush()
+        options = self.server.tlsOptions
+        assert options is not None
+        cast(ITLSTransport, self.transport).startTLS(options)
+        self.record.tls = True
+        self._reset()
+        self._helo = None
+        self._extended = False
+        self._user = None
+        self.record.authenticatedAs = None
 
     # -- message data -----------------------------------------------------------------
 
@@ -1568,10 +2330,10 @@ class ScriptedServerProtocol(Protocol):
         tx = self._tx
         r = self._r
         error: Lines | None = None
-        if not self._extended or not self.server.chunking:
-            error = r(502, "5.5.1", "BDAT not offered")
-        elif self._refused:
+        if self._refused:
             error = r(503, "5.5.1", "No SMTP service here")
+        elif not self._extended or not self.server.chunking:
+            error = r(502, "5.5.1", "BDAT not offered")
         elif tx is None:
             error = r(503, "5.5.1", "Need MAIL command")
         elif not tx.recipients:
@@ -1637,7 +2399,15 @@ class ScriptedServerProtocol(Protocol):
                 lines = override
         if ok:
             self.server.deliveries.append(
-                Delivery(n, tx.number, tx.sender, tuple(tx.recipients), data)
+                Delivery(
+                    n,
+                    tx.number,
+                    tx.sender,
+                    tuple(tx.recipients),
+                    data,
+                    authenticatedAs=self._user,
+                    tls=self.record.tls,
+                )
             )
             self.record.delivered += 1
         self._reply(lines)
@@ -1739,6 +2509,7 @@ class MemoryEndpoint:
             self.serverAddress,
             latency=self.latency,
             window=self.window,
+            tlsClient=True,
         )
         serverTransport = MemoryTransport(
             self.clock,
