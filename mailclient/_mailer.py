@@ -11,6 +11,7 @@ import random as _random
 import re
 from collections import deque
 from collections.abc import Iterable, Sequence
+from email.headerregistry import Address
 from email.message import Message
 from typing import Any
 
@@ -31,6 +32,7 @@ from mailclient._source import MessageSource, toMessageSource
 from mailclient._wire.envelope import DSN, Recipient
 from mailclient._wire.replies import Reply
 from mailclient._wire.sasl import SASLMechanism
+from mailclient.message import envelopeFromMessage
 from mailclient.protocol import ESMTPClient, LMTPClient, validateEnvelope
 from mailclient.results import Attempt, RecipientResult, SendResult, SessionInfo
 
@@ -406,6 +408,45 @@ class Mailer(Service):
         if len(self._waiting) == 1 or len(self._connections) < self._limit():
             self._pump()
         return send.deferred
+
+    def sendMessage(
+        self,
+        message: Message,
+        *,
+        fromAddress: str | Address | None = None,
+        toAddresses: str | Address | Iterable[str | Address] | None = None,
+        dsn: DSN | None = None,
+        requireTLS: bool = False,
+    ) -> Deferred[SendResult]:
+        """
+        Send an L{email.message.Message} to the recipients its headers
+        name, from the sender they name, as L{mailclient.sendMessage} does
+        (see L{mailclient.message.envelopeFromMessage}).  The C{Bcc} and
+        C{Resent-Bcc} headers are not sent.
+
+        @param message: the message.
+        @param fromAddress: the envelope sender to use instead of the
+            headers' (C{""} for the null sender).
+        @param toAddresses: the recipients to use instead of the headers'.
+        @param dsn: delivery status notification options.
+        @param requireTLS: REQUIRETLS (RFC 8689).
+        @return: a Deferred that fires as L{send}'s does; bad input
+            (including a message whose headers give no sender or no
+            recipient) fails it with L{errors.InvalidArgumentError}.
+        """
+        try:
+            envelope = envelopeFromMessage(
+                message, fromAddress=fromAddress, toAddresses=toAddresses
+            )
+            return self.send(
+                envelope.sender,
+                envelope.recipients,
+                envelope.message,
+                dsn=dsn,
+                requireTLS=requireTLS,
+            )
+        except Exception:
+            return fail()
 
     @property
     def stats(self) -> MailerStats:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from email.headerregistry import Address
+from email.message import Message
 from typing import Any
 
 import attrs
 from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IAddress,
@@ -28,10 +30,11 @@ from mailclient import errors
 from mailclient._wire.envelope import DSN, Recipient
 from mailclient._wire.policy import TLSMode
 from mailclient._wire.sasl import SASLMechanism, passwordMechanisms
+from mailclient.message import envelopeFromMessage
 from mailclient.protocol import ESMTPClient, LMTPClient, Timeouts
 from mailclient.results import SendResult, SessionInfo
 
-__all__ = ["ESMTPSenderFactory", "sendmail", "verifyConnection"]
+__all__ = ["ESMTPSenderFactory", "sendMessage", "sendmail", "verifyConnection"]
 
 CONNECT_TIMEOUT = 30.0
 RETRY_BASE_DELAY = 1.0
@@ -273,7 +276,11 @@ def sendmail(
     @param fromAddress: the envelope sender; C{""} for the null sender.
     @param toAddresses: one recipient or several.
     @param message: an C{email.message.EmailMessage}, C{bytes}, C{str}
-        (sent as UTF-8) or a binary file.
+        (sent as UTF-8) or a binary file.  The C{Bcc} and C{Resent-Bcc}
+        headers of an C{email.message.Message} are never sent (the message
+        itself is not changed); bytes, text and files are sent as they are.
+        To take the envelope from the message's headers, use
+        L{sendMessage}.
     @param port: the server's port; default 465 with implicit TLS, else 25.
     @param username: with C{password}, the credentials for AUTH (PLAIN,
         LOGIN or CRAM-MD5, the strongest the server offers).
@@ -344,6 +351,43 @@ def sendmail(
             sendOptions={"dsn": dsn, "requireTLS": requireTLS},
         )
     )
+
+
+def sendMessage(
+    smtphost: str | bytes | None,
+    message: Message,
+    *,
+    fromAddress: str | Address | None = None,
+    toAddresses: str | Address | Iterable[str | Address] | None = None,
+    **keywords: Any,
+) -> Deferred[SendResult]:
+    """
+    Send an L{email.message.Message} to the recipients its headers name,
+    from the sender they name (see L{mailclient.message.envelopeFromMessage}:
+    C{Sender} or C{From}; C{To}, C{Bcc} and C{Cc}; the C{Resent-} headers
+    of a resent message).  The C{Bcc} and C{Resent-Bcc} headers are not
+    sent; the message given is not changed.
+
+    @param smtphost: as for L{sendmail}.
+    @param message: the message.
+    @param fromAddress: the envelope sender to use instead of the headers'
+        (C{""} for the null sender).
+    @param toAddresses: the recipients to use instead of the headers'.
+    @param keywords: every other keyword argument of L{sendmail} (C{port},
+        C{username}, C{password}, C{tls}, C{dsn}, ...).
+    @return: a Deferred that fires as L{sendmail}'s does; bad input
+        (including a message whose headers give no sender or no recipient)
+        fails it with L{errors.InvalidArgumentError}.
+    """
+    try:
+        envelope = envelopeFromMessage(
+            message, fromAddress=fromAddress, toAddresses=toAddresses
+        )
+        return sendmail(
+            smtphost, envelope.sender, envelope.recipients, envelope.message, **keywords
+        )
+    except Exception:
+        return fail()
 
 
 async def _sendmail(

@@ -669,10 +669,33 @@ def _headerSection(data: bytes) -> bytes:
     return data if end == -1 else data[: end + 2]
 
 
+_BLIND_HEADERS = ("Bcc", "Resent-Bcc")
+
+
+def _withoutBcc(message: Message) -> Message:
+    """
+    @param message: a message.
+    @return: C{message} when it has no C{Bcc} or C{Resent-Bcc} header, else
+        a shallow copy of it without them (the caller's message is not
+        changed: deleting a header gives the copy a list of its own).
+    """
+    if not any(name in message for name in _BLIND_HEADERS):
+        return message
+    clone = copy.copy(message)
+    for name in _BLIND_HEADERS:
+        del clone[name]
+    return clone
+
+
 class _EmailSource(MessageSource):
     """
     A message given as an L{email.message.Message}: serialised with its own
     policy (CRLF line ends), in whichever form is asked for.
+
+    Its C{Bcc} and C{Resent-Bcc} headers are never sent: a shallow copy of
+    the message without them is serialised (as C{smtplib.SMTP.send_message}
+    does), and the caller's message is left as it is.  Raw bytes, text and
+    files are sent as they are.
     """
 
     def __init__(self, message: Message) -> None:
@@ -702,14 +725,18 @@ class _EmailSource(MessageSource):
         """
         @return: see L{_serialise}, made now.
         """
-        message = self._message
+        message = _withoutBcc(self._message)
         policy: Policy = message.policy.clone(linesep="\r\n")
         if utf8 is not None and hasattr(policy, "utf8"):
             policy = cast(Any, policy).clone(utf8=utf8)
+        owned = False
         if utf8 is False:
-            message = _cloneHeadersWithoutUTF8(message)
+            clone = _cloneHeadersWithoutUTF8(message)
+            owned = clone is not message
+            message = clone
         if downgrade:
-            if message is self._message:
+            if not owned:
+                # A shallow copy shares its parts with the caller's message.
                 message = copy.deepcopy(message)
             _reencodeSevenBit(message)
             policy = policy.clone(cte_type="7bit")

@@ -17,6 +17,7 @@ from mailclient._wire.status import StatusClass, classify
 
 __all__ = [
     "Attempt",
+    "DeliveryStatus",
     "RecipientResult",
     "RecipientStatus",
     "SendResult",
@@ -38,6 +39,28 @@ The fate of one recipient:
 - C{"unknown"}: the connection broke after the data was sent and before the
   server's reply; the message may or may not have been delivered.
 """
+
+DeliveryStatus = Literal["sent", "deferred", "rejected", "failed"]
+"""
+A recipient's fate in the coarser vocabulary of mail APIs such as
+amsdal_mail, derived from its L{RecipientStatus}:
+
+- C{"sent"}: accepted (the server took responsibility for the message);
+- C{"deferred"}: a transient (4xx) refusal;
+- C{"rejected"}: a permanent (5xx) refusal;
+- C{"failed"}: no reply decided it: the transaction ended before the
+  recipient was tried (C{"not-attempted"}), or the connection broke after
+  the data was sent (C{"unknown"}: the message I{may} have been delivered;
+  the precise status says so).
+"""
+
+_DELIVERY_STATUS: dict[str, DeliveryStatus] = {
+    "accepted": "sent",
+    "deferred": "deferred",
+    "rejected": "rejected",
+    "not-attempted": "failed",
+    "unknown": "failed",
+}
 
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9][A-Za-z0-9._:/-]*)", re.IGNORECASE)
 
@@ -90,6 +113,14 @@ class RecipientResult:
         network matter.
         """
         return classify(self.code, self.enhancedStatus, self.text)
+
+    @property
+    def deliveryStatus(self) -> DeliveryStatus:
+        """
+        The L{DeliveryStatus} (C{"sent"}, C{"deferred"}, C{"rejected"} or
+        C{"failed"}) that this recipient's L{status} maps to.
+        """
+        return _DELIVERY_STATUS[self.status]
 
     @classmethod
     def fromReply(cls, address: str, reply: Reply, phase: str) -> RecipientResult:

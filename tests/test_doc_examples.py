@@ -167,11 +167,15 @@ TESTED = {
     "handle_results.py",
     "async_await.py",
     "asyncio_reactor.py",
+    "django_style.py",
     "one_connection.py",
     "sender_factory.py",
     "private_ca.py",
     "check_server.py",
+    "compose.py",
+    "configuration.py",
     "extensions.py",
+    "testing_outbox.py",
 }
 
 
@@ -298,8 +302,12 @@ async def test_asyncioReactor(receiver: LoopbackReceiver) -> None:
     asyncio event loop.
     """
     finished = await runExample("asyncio_reactor.py", receiver.port or 0)
-    check(finished, f"sent under AsyncioSelectorReactor: 250 2.0.0 {QUEUED}")
-    assert delivered(receiver) == ["oncall@example.com"]
+    check(
+        finished,
+        f"sent under AsyncioSelectorReactor: 250 2.0.0 {QUEUED}",
+        "send_messages in an asyncio task: 1 sent",
+    )
+    assert delivered(receiver) == ["oncall@example.com", "oncall@example.com"]
 
 
 @pytest_twisted.ensureDeferred
@@ -441,3 +449,104 @@ async def test_mailer(receiver: LoopbackReceiver) -> None:
         [f"reader{n}@example.com" for n in range(20)] + ["editor@example.com"]
     )
     assert receiver.sessionCount == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_djangoStyle(receiver: LoopbackReceiver) -> None:
+    """
+    The Django-style example sends over one connection with C{async with},
+    then with C{send_mail} and C{send_mass_mail}, reports the refused
+    recipient next to the accepted ones, and C{failSilently} turns the
+    unreachable server into a count of 0.
+    """
+    finished = await runExample("django_style.py", receiver.port or 0)
+    check(
+        finished,
+        "send_messages: 2 sent",
+        "  alice@example.com: sent 250",
+        "  bob@example.com: sent 250",
+        "  reject@example.com: rejected 550",
+        "send_mail: 1 sent",
+        "send_mass_mail: 2 sent",
+        "failSilently: 0 sent, SMTPConnectError",
+    )
+    assert delivered(receiver) == [
+        "alice@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "dave@example.com",
+        "erin@example.com",
+    ]
+    assert receiver.sessionCount == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_configuration(receiver: LoopbackReceiver) -> None:
+    """
+    The configuration example loads its settings from a URL, a keyword and
+    the environment, prints where each came from (the keyword's timeout
+    over the URL's, the URL's C{tls=none} over C{MAILCLIENT_TLS}, the HELO
+    name from C{MAILCLIENT_HELO_NAME}), and sends its message with them.
+    """
+    port = receiver.port or 0
+    finished = await runExample(
+        "configuration.py",
+        port,
+        {"MAILCLIENT_HELO_NAME": "example-client.test", "MAILCLIENT_TLS": "starttls"},
+    )
+    check(
+        finished,
+        "host = '127.0.0.1' (from url)",
+        f"port = {port} (from url)",
+        "tls = 'none' (from url)",
+        "timeout = 30.0 (from keyword)",
+        "heloName = 'example-client.test' (from environment:MAILCLIENT_HELO_NAME)",
+        "alice@example.com: accepted 250",
+    )
+    assert delivered(receiver) == ["alice@example.com"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_testingOutbox() -> None:
+    """
+    The testing example scripts an in-memory server that rejects one
+    recipient, runs the user's code against it on a fake clock (no server
+    needed), and checks what the code reported and what the outbox holds.
+    """
+    finished = await runExample("testing_outbox.py", 0)
+    check(
+        finished,
+        "unreachable: former-employee@example.com",
+        "delivered to: alice@example.com, bob@example.com",
+        "subject: Service notice",
+        "body: Maintenance tonight at 22:00.",
+        "server saw: EHLO MAIL RCPT RCPT RCPT DATA QUIT",
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_compose(receiver: LoopbackReceiver) -> None:
+    """
+    The compose example sends its text, HTML, inline-image and attachment
+    message with C{sendMessage} to its two To recipients and its Bcc
+    recipient; every stored copy has the parts and no Bcc header.
+    """
+    finished = await runExample("compose.py", receiver.port or 0)
+    check(
+        finished,
+        "alice@example.com: accepted 250",
+        "bob@example.com: accepted 250",
+        "archive@example.com: accepted 250",
+    )
+    assert delivered(receiver) == [
+        "alice@example.com",
+        "bob@example.com",
+        "archive@example.com",
+    ]
+    for stored in receiver.deliveries:
+        data = stored.read()
+        head = data.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"\r\nbcc:" not in head and not head.startswith(b"bcc:")
+        assert b"archive@example.com" not in data
+        assert b"Content-ID: <logo@example.com>" in data
+        assert b'filename="figures.csv"' in data

@@ -9,7 +9,11 @@ import mailclient
 from mailclient import errors
 
 EXPECTED = {
+    "Attachment",
     "Attempt",
+    "DeliveryStatus",
+    "composeMessage",
+    "sendMessage",
     "Mailer",
     "MailerStats",
     "DSN",
@@ -68,5 +72,64 @@ def test_publicNamesDocumented() -> None:
     Every public name (other than the version string and type aliases) has
     a docstring.
     """
-    for name in EXPECTED - {"__version__", "RecipientStatus"}:
+    for name in EXPECTED - {"__version__", "RecipientStatus", "DeliveryStatus"}:
         assert getattr(mailclient, name).__doc__, name
+
+
+MODULES = {
+    "mailclient.message": {
+        "Attachment",
+        "Envelope",
+        "addMissingHeaders",
+        "composeMessage",
+        "envelopeFromMessage",
+        "parseAddress",
+        "parseAddressList",
+    },
+    "mailclient.config": {"ENVIRONMENT_VARIABLES", "SMTPSettings", "loadSettings"},
+    "mailclient.mail": {
+        "MessageReport",
+        "SMTPConnection",
+        "SentMessages",
+        "failsSilently",
+        "get_connection",
+        "send_mail",
+        "send_mass_mail",
+    },
+    "mailclient.testing": {
+        "DEFAULT_CAPABILITIES",
+        "DEFAULT_WINDOW",
+        "CloseReason",
+        "ConnectionRecord",
+        "Delivery",
+        "MemoryEndpoint",
+        "MemoryTransport",
+        "Outbox",
+        "Rule",
+        "ScriptedServer",
+        "ScriptedServerProtocol",
+        "runFor",
+        "settle",
+    },
+}
+
+
+def test_publicModulesArePinned() -> None:
+    """
+    Each public module's C{__all__} names exactly the pinned names, each
+    one exists, and each one is described in the documentation.
+    """
+    import importlib
+    from pathlib import Path
+
+    docs = "\n".join(
+        p.read_text("utf-8")
+        for p in (Path(__file__).parent.parent / "docs").glob("*.rst")
+    )
+    for moduleName, names in MODULES.items():
+        module = importlib.import_module(moduleName)
+        assert set(module.__all__) == names, moduleName
+        assert f".. py:module:: {moduleName}" in docs, moduleName
+        for name in names:
+            assert hasattr(module, name), (moduleName, name)
+            assert name in docs, (moduleName, name)

@@ -1,7 +1,8 @@
 """
-sendmail() from asyncio code, with Twisted running on the asyncio event
-loop: install the asyncio reactor first, then turn Deferreds into Futures
-with Deferred.asFuture (and Futures into Deferreds with Deferred.fromFuture).
+sendmail() and a Django-style connection from asyncio code, with Twisted
+running on the asyncio event loop: install the asyncio reactor first, then
+turn Deferreds into Futures with Deferred.asFuture (and Futures into
+Deferreds with Deferred.fromFuture).
 
 Usage: python asyncio_reactor.py  (the server is MAILCLIENT_EXAMPLE_HOST and
 MAILCLIENT_EXAMPLE_PORT, by default localhost:25).
@@ -21,6 +22,8 @@ from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.internet.task import react  # noqa: E402
 
 from mailclient import SendResult, sendmail  # noqa: E402
+from mailclient.mail import get_connection  # noqa: E402
+from mailclient.message import composeMessage  # noqa: E402
 
 HOST = os.environ.get("MAILCLIENT_EXAMPLE_HOST", "localhost")
 PORT = int(os.environ.get("MAILCLIENT_EXAMPLE_PORT", "25"))
@@ -44,6 +47,19 @@ def main(reactor: object) -> Deferred[None]:
     async def run() -> None:
         result = await send()
         print(f"sent under {type(reactor).__name__}: {result.reply}")
+
+        # The Django-style connection works as an async context manager in an
+        # asyncio task too; its other Deferreds are awaited as Futures.
+        loop = asyncio.get_running_loop()
+        note = composeMessage(
+            fromAddress="alerts@example.com",
+            to="oncall@example.com",
+            subject="disk usage back to normal",
+            text="/var is 60% full.\n",
+        )
+        async with get_connection(f"smtp://{HOST}:{PORT}") as connection:
+            sent, _ = await connection.send_messages([note]).asFuture(loop)
+        print(f"send_messages in an asyncio task: {sent} sent")
 
     return Deferred.fromFuture(asyncio.ensure_future(run()))
 
