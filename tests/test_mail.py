@@ -567,3 +567,66 @@ def test_composedMessagesAreSentAsTheyAre(world: World) -> None:
     world.run(world.connection().send_messages([composed])).value()
     delivered = world.server.deliveries[0].message
     assert delivered["Message-ID"] == composed["Message-ID"]
+
+
+def test_awaitableInALoopCallback() -> None:
+    """
+    In a loop callback outside any task (where Twisted's coroutine runner
+    steps coroutines under the asyncio reactor) the Deferred stays a
+    Deferred.
+    """
+    d: Deferred[int] = Deferred()
+    seen: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def callback() -> None:
+            seen.append(_awaitable(d))
+            done.set_result(None)
+
+        loop.call_soon(callback)
+        await done
+
+    asyncio.run(main())
+    assert seen == [d]
+
+
+def test_tlsOptionsTwiceIsRefused(world: World, tmp_path: Any) -> None:
+    """
+    TLS options given both as C{tlsOptions} and as certificate files in the
+    settings are refused: one of them would be silently ignored.
+    """
+    from mailclient.demo import generateCertificates
+
+    ca, _ = generateCertificates("localhost")
+    path = tmp_path / "ca.pem"
+    path.write_bytes(ca.dumpPEM())
+    with pytest.raises(errors.InvalidArgumentError, match="not both"):
+        world.connection(
+            host="localhost", caCertificates=str(path), tlsOptions=object()
+        )
+    connection = world.connection(host="localhost", caCertificates=str(path))
+    assert connection.settings.caCertificates == str(path)
+
+
+@pytest.mark.parametrize("where", ["connect", "greeting"])
+def test_cancelOpen(world: World, where: str) -> None:
+    """
+    Cancelling C{open} while it connects or waits for the greeting fails
+    it with C{CancelledError} and leaves no connection behind.
+    """
+    from twisted.internet.defer import CancelledError
+
+    if where == "connect":
+        world.server.rule("CONNECT", hang=True)
+    else:
+        world.server.rule("GREETING", stall=True)
+    connection = world.connection()
+    d = connection.open()
+    settle(world.clock)
+    d.cancel()
+    world.run(d).error(CancelledError)
+    assert connection.client is None
+    assert world.server.openConnections == 0

@@ -584,3 +584,17 @@ def test_enhancedStatusProperty(
     else:
         assert reply.enhancedStatus is None
         assert reply.text == f"{enhanced} {rest}"
+
+
+def test_parsedCodesCacheIsBounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Parsed enhanced codes are remembered only up to the cache's limit: a
+    full cache still parses, and keeps nothing more.
+    """
+    from mailclient._wire import replies
+
+    monkeypatch.setattr(replies, "_PARSED", {})
+    monkeypatch.setattr(replies, "_PARSED_LIMIT", 1)
+    assert EnhancedStatus.parse("2.0.0") == EnhancedStatus(2, 0, 0)
+    assert EnhancedStatus.parse("5.1.1") == EnhancedStatus(5, 1, 1)
+    assert list(replies._PARSED) == ["2.0.0"]
