@@ -513,16 +513,16 @@ def verifyConnection(
     )
 
 
-async def _verifyConnection(
-    smtphost: str | bytes | None, *, reactor: Any, lmtp: bool, **options: Any
-) -> SessionInfo:
-    if reactor is None:
-        from twisted.internet import reactor as _reactor
+async def _openSession(plan: _Plan, clock: IReactorTime, lmtp: bool) -> ESMTPClient:
+    """
+    Connect a new client as C{plan} says and wait until it is ready to send
+    (greeting, EHLO, STARTTLS, AUTH done).
 
-        reactor = _reactor
-    plan = _plan(reactor, smtphost, lmtp=lmtp, **options)
+    @return: the ready client.
+    @raise MailClientError: what stopped it; cancelling aborts the client.
+    """
     protocol = LMTPClient if lmtp else ESMTPClient
-    client = protocol(clock=reactor, **plan.clientOptions)
+    client = protocol(clock=clock, **plan.clientOptions)
     for mechanism in plan.authenticators:
         client.registerAuthenticator(mechanism)
     ready = client.whenReady()
@@ -533,9 +533,22 @@ async def _verifyConnection(
     except Exception as e:
         client.abort(errors.SMTPConnectError(str(e) or type(e).__name__))
     try:
-        info = await ready
+        await ready
     except defer.CancelledError:
         client.abort(errors.SendCancelledError(client.phase.value))
         raise
+    return client
+
+
+async def _verifyConnection(
+    smtphost: str | bytes | None, *, reactor: Any, lmtp: bool, **options: Any
+) -> SessionInfo:
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    plan = _plan(reactor, smtphost, lmtp=lmtp, **options)
+    client = await _openSession(plan, reactor, lmtp)
+    info = client.sessionInfo()
     await client.quit()
     return info

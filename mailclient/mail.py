@@ -25,15 +25,14 @@ from email.message import Message
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
-from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredLock
 
 from mailclient import errors
-from mailclient._sendmail import _plan, _SessionFactory
+from mailclient._sendmail import _openSession, _plan
 from mailclient._wire.envelope import DSN
 from mailclient.config import SMTPSettings, loadSettings
 from mailclient.message import Envelope, composeMessage, envelopeFromMessage
-from mailclient.protocol import ESMTPClient, LMTPClient, validateEnvelope
+from mailclient.protocol import ESMTPClient, validateEnvelope
 from mailclient.results import DeliveryStatus, RecipientResult, SendResult
 
 __all__ = [
@@ -365,22 +364,7 @@ class SMTPConnection:
         self.client = None
         if old is not None:
             old.quit()
-        protocol = LMTPClient if self._lmtp else ESMTPClient
-        client = protocol(clock=self._reactor, **self._plan.clientOptions)
-        for mechanism in self._plan.authenticators:
-            client.registerAuthenticator(mechanism)
-        ready = client.whenReady()
-        try:
-            await self._plan.endpoint.connect(_SessionFactory(client))
-        except defer.CancelledError:
-            raise
-        except Exception as e:
-            client.abort(errors.SMTPConnectError(str(e) or type(e).__name__))
-        try:
-            await ready
-        except defer.CancelledError:
-            client.abort(errors.SendCancelledError(client.phase.value))
-            raise
+        client = await _openSession(self._plan, self._reactor, self._lmtp)
         self.opened += 1
         self.client = client
         return True
