@@ -630,3 +630,22 @@ def test_cancelOpen(world: World, where: str) -> None:
     world.run(d).error(CancelledError)
     assert connection.client is None
     assert world.server.openConnections == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "deliveryStatus"),
+    [
+        ("accepted", "sent"),
+        ("deferred", "deferred"),
+        ("rejected", "rejected"),
+        ("not-attempted", "failed"),
+        ("unknown", "failed"),
+    ],
+)
+def test_deliveryStatusVocabulary(status: Any, deliveryStatus: str) -> None:
+    """
+    Each precise recipient status maps to one word of the coarser
+    vocabulary; a recipient whose fate is unknown is never called sent.
+    """
+    result = RecipientResult("a@example.net", status, None, None, "", "SESSION")
+    assert result.deliveryStatus == deliveryStatus
