@@ -56,7 +56,12 @@ What is here:
     C{tlsOptions}).  It is also a protocol factory: listen with it on a
     real port (C{reactor.listenTCP(0, server, interface="127.0.0.1")},
     with the reactor as its clock) to test code that cannot take an
-    endpoint.
+    endpoint.  It can also be hostile, to test a client's defences: raw
+    and injected bytes (C{raw=}, C{extra=} on a rule), unsolicited replies
+    (L{ScriptedServer.unsolicited}), replies in pieces or one slow byte at
+    a time (C{splitReplies}, C{byteDelay}), and a man in the middle that
+    strips capabilities or refuses STARTTLS (C{stripCapabilities},
+    C{refuseStartTLS}).
   - L{ScriptedServerProtocol}: one connection's server side.
   - L{MemoryEndpoint}: a client endpoint whose every C{connect} joins the
     client's protocol to a new connection of the server, through a pair of
@@ -858,6 +863,8 @@ class Rule:
     refuse: bool = False
     hang: bool = False
     status: tuple[int, str, str] | None = None
+    raw: bytes | None = None
+    extra: bytes | None = None
     fired: int = 0
 
     @property
@@ -1034,6 +1041,22 @@ class ScriptedServer(ServerFactory):
     @ivar requireAuth: whether MAIL is refused before AUTH.
     @ivar tlsOptions: the server's TLS options for STARTTLS, or L{None}
         for no STARTTLS.
+    @ivar stripCapabilities: EHLO keywords (such as C{b"STARTTLS"} or
+        C{b"AUTH"}, compared without case and without parameters) removed
+        from every EHLO reply, those added for C{credentials} and
+        C{tlsOptions} included, as a man in the middle would; the commands
+        themselves still work.  Change it freely.
+    @ivar refuseStartTLS: when not L{None}, the reply to every STARTTLS
+        (a 4xx/5xx reply such as C{b"454 4.7.0 not now"}), and STARTTLS is
+        advertised (even without C{tlsOptions}) until TLS is up.
+    @ivar splitReplies: when not L{None}, everything the server sends
+        leaves in pieces of at most this many bytes, each its own write
+        (so each arrives in its own C{dataReceived}).
+    @ivar byteDelay: when positive, a slow server: everything it sends
+        leaves one byte at a time (or C{splitReplies} bytes at a time), each
+        piece C{byteDelay} seconds after the previous one on the clock.  A
+        scripted close, and the switch to TLS after the 220 to STARTTLS,
+        wait until everything before them has left.
     @ivar rules: the script, in order.
     @ivar deliveries: the L{Outbox}: every L{Delivery}, in order (also
         L{outbox}).
@@ -1059,6 +1082,10 @@ class ScriptedServer(ServerFactory):
         authMechanisms: Sequence[str] = ("PLAIN", "LOGIN"),
         requireAuth: bool = False,
         tlsOptions: IOpenSSLServerConnectionCreator | None = None,
+        stripCapabilities: Iterable[bytes] = (),
+        refuseStartTLS: bytes | None = None,
+        splitReplies: int | None = None,
+        byteDelay: float = 0.0,
     ) -> None:
         """
         @param clock: the clock for delays and the idle timeout: a
@@ -1085,8 +1112,14 @@ class ScriptedServer(ServerFactory):
             C{twisted.internet.ssl.CertificateOptions}.  It works on real
             TCP connections and in memory; on a transport that cannot start
             TLS the server answers C{454 4.7.0}.
-        @raise ValueError: for an unknown mechanism, or C{requireAuth}
-            without C{credentials}.
+        @param stripCapabilities: see L{stripCapabilities}.
+        @param refuseStartTLS: see L{refuseStartTLS}.
+        @param splitReplies: see L{splitReplies}.
+        @param byteDelay: see L{byteDelay}.
+        @raise ValueError: for an unknown mechanism, C{requireAuth}
+            without C{credentials}, a C{refuseStartTLS} that is not a
+            4xx/5xx reply, a C{splitReplies} below 1 or a negative
+            C{byteDelay}.
         """
         mechanisms = tuple(m.upper() for m in authMechanisms)
         unknown = set(mechanisms) - set(_MECHANISMS)
@@ -1097,6 +1130,12 @@ class ScriptedServer(ServerFactory):
             )
         if requireAuth and credentials is None:
             raise ValueError("requireAuth needs credentials")
+        if refuseStartTLS is not None:
+            _checkRefusal(_code(_toLines(refuseStartTLS)))
+        if splitReplies is not None and splitReplies < 1:
+            raise ValueError("splitReplies must be at least 1 (or None)")
+        if byteDelay < 0:
+            raise ValueError("byteDelay must not be negative")
         self.clock = clock
         self.hostname = hostname
         self.greeting = (
@@ -1113,6 +1152,10 @@ class ScriptedServer(ServerFactory):
         self.authMechanisms = mechanisms
         self.requireAuth = requireAuth
         self.tlsOptions = tlsOptions
+        self.stripCapabilities = [k.split(b" ", 1)[0] for k in stripCapabilities]
+        self.refuseStartTLS = refuseStartTLS
+        self.splitReplies = splitReplies
+        self.byteDelay = byteDelay
         self.rules: list[Rule] = []
         self.deliveries = Outbox()
         self.connections: list[ConnectionRecord] = []
@@ -1147,6 +1190,8 @@ class ScriptedServer(ServerFactory):
         refuse: bool = False,
         hang: bool = False,
         status: tuple[int, str, str] | None = None,
+        raw: bytes | None = None,
+        extra: bytes | None = None,
     ) -> Rule:
         """
         Add a rule to the script and return it.
@@ -1203,6 +1248,15 @@ class ScriptedServer(ServerFactory):
             enhanced status code, text)}, such as C{(550, "5.1.1", "no such
             user")}, sent with the enhanced code only when the server
             advertises ENHANCEDSTATUSCODES (as its own replies are).
+        @param raw: bytes to send, exactly as given, instead of the reply
+            (a malformed, oversized or mismatched reply, bare LF line ends,
+            non-ASCII, several replies or part of one); the command has the
+            effect its own reply would have had (a STARTTLS still starts
+            TLS after it, a DATA still reads the message).  No 421 check is
+            made on these bytes: add C{close=True} to hang up after them.
+        @param extra: bytes sent right after the reply, in the same write
+            (such as an injected C{b"250 ok\\r\\n"}, or a partial
+            line, after the C{220} to STARTTLS, before TLS starts).
         @raise ValueError: for a combination that makes no sense.
         """
         verb = verb.upper()
@@ -1212,7 +1266,19 @@ class ScriptedServer(ServerFactory):
                 raise ValueError("reply or status, not both")
             code, enhanced, text = status
             _toLines(f"{code} {enhanced} {text}".encode())  # a valid reply
-        replies = lines is not None or status is not None
+        if raw is not None:
+            if lines is not None or status is not None:
+                raise ValueError("raw or reply/status, not both")
+            if not isinstance(raw, bytes) or not raw:
+                raise ValueError("raw must be non-empty bytes")
+        if extra is not None and (not isinstance(extra, bytes) or not extra):
+            raise ValueError("extra must be non-empty bytes")
+        replies = (
+            lines is not None
+            or status is not None
+            or raw is not None
+            or extra is not None
+        )
         if isinstance(match, str):
             match = match.encode("utf-8")
         if times is not None and times < 1:
@@ -1268,6 +1334,8 @@ class ScriptedServer(ServerFactory):
             refuse=refuse,
             hang=hang,
             status=status,
+            raw=raw,
+            extra=extra,
         )
         self.rules.append(rule)
         return rule
@@ -1528,6 +1596,29 @@ class ScriptedServer(ServerFactory):
                 if connection is None or record.number == connection:
                     record.protocol.shutdown(reply, abort=abort)
 
+    def unsolicited(
+        self, reply: bytes | Sequence[bytes], connection: int | None = None
+    ) -> int:
+        """
+        Send C{reply} now on every open connection (or only on
+        C{connection}), whatever the client is doing: a reply with no
+        command outstanding, or one too many.  A 421 closes the connection
+        after it, as a server shutting down would.
+
+        @param reply: one reply line, or several (as for L{rule}).
+        @param connection: only this connection (from 1).
+        @return: on how many connections it was sent.
+        """
+        lines = _toLines(reply)
+        sent = 0
+        for record in list(self.connections):
+            if connection is not None and record.number != connection:
+                continue
+            if record.protocol is not None and record.isOpen:
+                record.protocol.unsolicited(lines)
+                sent += 1
+        return sent
+
     # -- what it saw ------------------------------------------------------------------
 
     @property
@@ -1707,6 +1798,11 @@ class ScriptedServerProtocol(Protocol):
         self._user: str | None = None
         self._exchange: _AuthExchange | None = None
         self._tlsPending = False
+        self._rawNext: bytes | None = None
+        self._extraNext: bytes | None = None
+        self._slow: deque[bytes] = deque()
+        self._slowCall: IDelayedCall | None = None
+        self._whenSent: list[Callable[[], None]] = []
 
     # -- public --------------------------------------------------------------------
 
@@ -1734,6 +1830,19 @@ class ScriptedServerProtocol(Protocol):
         run(_toLines(reply) if reply is not None else None)
         self._process()
         self._touch()
+
+    def unsolicited(self, lines: Lines) -> None:
+        """
+        Send C{lines} now, with no command to answer (a 421 closes after
+        it).
+        """
+        if self._closing:
+            return
+        self._out.extend(line + b"\r\n" for line in lines)
+        if _code(lines) == 421:
+            self._close()
+        else:
+            self._flush()
 
     def shutdown(
         self, reply: bytes | None = b"421 4.3.2 shutting down", abort: bool = False
@@ -1778,6 +1887,12 @@ class ScriptedServerProtocol(Protocol):
         self._held = None
         self._cancelHoldCall()
         self._stopIdle()
+        self._slow.clear()
+        self._whenSent.clear()
+        if self._slowCall is not None:
+            if self._slowCall.active():
+                self._slowCall.cancel()
+            self._slowCall = None
         record = self.record
         if record.closedAt is None:
             record.closedAt = self.server.clock.seconds()
@@ -1820,11 +1935,68 @@ class ScriptedServerProtocol(Protocol):
         if self._out and self.transport is not None:
             data = b"".join(self._out)
             self._out.clear()
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        """
+        Send C{data}: in one write, in pieces (C{splitReplies}), or slowly
+        (C{byteDelay}).
+        """
+        server = self.server
+        size = server.splitReplies
+        if server.byteDelay > 0:
+            size = size or 1
+        if size is None:
+            assert self.transport is not None
             self.transport.write(data)
+            return
+        pieces = [data[i : i + size] for i in range(0, len(data), size)]
+        if server.byteDelay <= 0:
+            assert self.transport is not None
+            for piece in pieces:
+                self.transport.write(piece)
+            return
+        self._slow.extend(pieces)
+        if self._slowCall is None:
+            self._slowCall = server.clock.callLater(server.byteDelay, self._slowStep)
+
+    def _slowStep(self) -> None:
+        """
+        A slow server sends its next piece; when all have left, what waited
+        for them (a close, the switch to TLS) goes ahead.
+        """
+        self._slowCall = None
+        if self._slow and self.transport is not None:
+            self.transport.write(self._slow.popleft())
+        if self._slow:
+            self._slowCall = self.server.clock.callLater(
+                self.server.byteDelay, self._slowStep
+            )
+            return
+        waiting, self._whenSent = self._whenSent, []
+        for action in waiting:
+            action()
+
+    def _afterSent(self, action: Callable[[], None]) -> None:
+        """
+        Do C{action} once everything sent so far has left (at once, unless
+        a slow server is still sending).
+        """
+        if self._slow:
+            self._whenSent.append(action)
+        else:
+            action()
 
     def _reply(self, lines: Lines) -> None:
-        self._out.extend(line + b"\r\n" for line in lines)
-        if _code(lines) == 421:
+        raw, self._rawNext = self._rawNext, None
+        extra, self._extraNext = self._extraNext, None
+        if raw is not None:
+            self._out.append(raw)
+        else:
+            self._out.extend(line + b"\r\n" for line in lines)
+        if extra is not None:
+            self._out.append(extra)
+        if raw is None and _code(lines) == 421:
             self._close()
 
     def _r(self, code: int, enhanced: str, text: str) -> Lines:
@@ -1846,6 +2018,8 @@ class ScriptedServerProtocol(Protocol):
             return
 
         def run(override: Lines | None) -> None:
+            self._rawNext = rule.raw if override is None else None
+            self._extraNext = rule.extra
             action(override if override is not None else self._ruleReply(rule))
             if rule.close:
                 self._close(rule.abort)
@@ -1895,11 +2069,15 @@ class ScriptedServerProtocol(Protocol):
         transport = self.transport
         if transport is None:
             return
-        abortConnection = getattr(transport, "abortConnection", None)
-        if abort and abortConnection is not None:
-            abortConnection()
-        else:
-            transport.loseConnection()
+
+        def close() -> None:
+            abortConnection = getattr(transport, "abortConnection", None)
+            if abort and abortConnection is not None:
+                abortConnection()
+            else:
+                transport.loseConnection()
+
+        self._afterSent(close)
 
     # -- idle -------------------------------------------------------------------------
 
@@ -2014,6 +2192,9 @@ class ScriptedServerProtocol(Protocol):
             return r(221, "2.0.0", "Bye"), markQuit
         if verb == "AUTH" and self.server.credentials is not None:
             return self._auth(argument)
+        refusal = self.server.refuseStartTLS
+        if verb == "STARTTLS" and refusal is not None:
+            return _toLines(refusal), None
         if verb == "STARTTLS" and self.server.tlsOptions is not None:
             return self._starttls(argument)
         if verb in ("STARTTLS", "AUTH", "EXPN", "HELP", "ETRN", "TURN"):
@@ -2036,13 +2217,15 @@ class ScriptedServerProtocol(Protocol):
         server = self.server
         keywords = list(server.capabilities)
         if (
-            server.tlsOptions is not None
+            (server.tlsOptions is not None or server.refuseStartTLS is not None)
             and not self.record.tls
             and not server._offers(b"STARTTLS")
         ):
             keywords.append(b"STARTTLS")
         if server.credentials is not None and not server._offers(b"AUTH"):
             keywords.append(" ".join(("AUTH", *server.authMechanisms)).encode())
+        stripped = {k.upper() for k in server.stripCapabilities}
+        keywords = [k for k in keywords if k.split(b" ", 1)[0].upper() not in stripped]
         lines = [b"250-" + host] + [b"250-" + k for k in keywords]
         lines[-1] = b"250 " + lines[-1][4:]
         return tuple(lines), commit
@@ -2218,7 +2401,8 @@ class ScriptedServerProtocol(Protocol):
         self._flush()
         options = self.server.tlsOptions
         assert options is not None
-        cast(ITLSTransport, self.transport).startTLS(options)
+        transport = cast(ITLSTransport, self.transport)
+        self._afterSent(lambda: transport.startTLS(options))
         self.record.tls = True
         self._reset()
         self._helo = None

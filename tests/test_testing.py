@@ -1361,3 +1361,319 @@ class TestServerCorners:
         settle(clock)
         assert raw.take()[-1] == b"554 5.6.0 no thanks"
         assert server.outbox == []
+
+
+# -- the adversarial options ------------------------------------------------------
+
+
+class Segments(RawClient):
+    """
+    A L{RawClient} that also records each C{dataReceived} on its own, with
+    the clock's time.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.segments: list[tuple[float, bytes]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Record C{data} as one segment.
+        """
+        super().dataReceived(data)
+        self.segments.append((self.clock.seconds(), data))
+
+
+def segmentSession(clock: Clock, server: ScriptedServer) -> Segments:
+    """
+    Connect a L{Segments} client to C{server} and settle.
+    """
+    raw = Segments(clock)
+    Outcome(MemoryEndpoint(clock, server).connect(OneProtocol(raw)))
+    settle(clock)
+    return raw
+
+
+class TestAdversarial:
+    """
+    The options that make the server misbehave on purpose: C{raw} and
+    C{extra} rules, C{splitReplies}, C{byteDelay}, C{unsolicited},
+    C{stripCapabilities} and C{refuseStartTLS}.
+    """
+
+    def test_raw(self, clock: Clock, server: ScriptedServer) -> None:
+        """
+        A C{raw} rule sends its bytes exactly, instead of the reply, and
+        the command has its usual effect (MAIL still opens a transaction).
+        """
+        server.rule("MAIL", raw=b"250-a\r\n251 b\nc\xff")
+        raw, _ = rawSession(clock, server, b"EHLO c.test")
+        raw.say(b"MAIL FROM:<a@x.test>", b"RCPT TO:<b@x.test>")
+        settle(clock)
+        assert bytes(raw.received).endswith(b"250-a\r\n251 b\nc\xff250 2.1.5 Ok\r\n")
+
+    def test_rawGreeting(self, clock: Clock, server: ScriptedServer) -> None:
+        """
+        A GREETING rule can send raw bytes too; the server then serves the
+        session as after its own greeting.
+        """
+        server.rule("GREETING", raw=b"220 hi\n")
+        raw, _ = rawSession(clock, server, b"NOOP")
+        assert bytes(raw.received) == b"220 hi\n250 2.0.0 Ok\r\n"
+
+    def test_rawWithClose(self, clock: Clock, server: ScriptedServer) -> None:
+        """
+        A raw 421 does not close by itself; C{close=True} does.
+        """
+        server.rule("NOOP", raw=b"421 bye\r\n", times=1)
+        server.rule("NOOP", raw=b"421 bye\r\n", close=True)
+        raw, lines = rawSession(clock, server, b"NOOP")
+        assert lines[-1] == b"421 bye"
+        assert raw.lost is None
+        raw.say(b"NOOP")
+        settle(clock)
+        assert raw.take() == [b"421 bye"]
+        assert raw.lost is not None
+
+    def test_extra(self, clock: Clock, server: ScriptedServer) -> None:
+        """
+        C{extra} bytes follow the reply in the same write (one segment),
+        with a rule's own reply or with the server's.
+        """
+        server.rule("NOOP", extra=b"250 injected\r\n25", times=1)
+        server.rule("RSET", reply=b"250 fine", extra=b"X")
+        raw = segmentSession(clock, server)
+        raw.segments.clear()
+        raw.say(b"NOOP")
+        settle(clock)
+        raw.say(b"RSET")
+        settle(clock)
+        assert [data for _, data in raw.segments] == [
+            b"250 2.0.0 Ok\r\n250 injected\r\n25",
+            b"250 fine\r\nX",
+        ]
+
+    def test_extraAfterStartTLS(self, clock: Clock, certificates: Any) -> None:
+        """
+        C{extra} on STARTTLS goes in clear right behind the C{220}, before
+        the server starts TLS.
+        """
+        server = ScriptedServer(clock, tlsOptions=certificates[1].options())
+        server.rule("STARTTLS", extra=b"250 ok\r\n")
+        raw, _ = rawSession(clock, server, b"EHLO c.test", b"STARTTLS")
+        assert bytes(raw.received).endswith(
+            b"220 2.0.0 Ready to start TLS\r\n250 ok\r\n"
+        )
+        assert server.connections[0].tls
+
+    def test_ruleValidation(self, server: ScriptedServer) -> None:
+        """
+        C{raw} excludes C{reply} and C{status} and must not be empty;
+        C{extra} must not be empty; neither goes with C{drop} or on a
+        CONNECT rule.
+        """
+        with pytest.raises(ValueError, match="not both"):
+            server.rule("NOOP", raw=b"x", reply=b"250 ok")
+        with pytest.raises(ValueError, match="not both"):
+            server.rule("NOOP", raw=b"x", status=(250, "2.0.0", "ok"))
+        with pytest.raises(ValueError, match="non-empty"):
+            server.rule("NOOP", raw=b"")
+        with pytest.raises(ValueError, match="non-empty"):
+            server.rule("NOOP", extra=b"")
+        with pytest.raises(ValueError, match="drop sends nothing"):
+            server.rule("NOOP", raw=b"x", drop=True)
+        with pytest.raises(ValueError, match="drop sends nothing"):
+            server.rule("NOOP", extra=b"x", drop=True)
+        with pytest.raises(ValueError, match="CONNECT"):
+            server.rule("CONNECT", raw=b"x")
+
+    def test_splitReplies(self, clock: Clock) -> None:
+        """
+        With C{splitReplies=N} every write leaves in pieces of at most N
+        bytes, each its own segment.
+        """
+        server = ScriptedServer(clock, greeting=b"220 mx.test", splitReplies=4)
+        raw = segmentSession(clock, server)
+        assert [data for _, data in raw.segments] == [b"220 ", b"mx.t", b"est\r", b"\n"]
+        raw.say(b"NOOP")
+        settle(clock)
+        assert b"".join(data for _, data in raw.segments[4:]) == b"250 2.0.0 Ok\r\n"
+        assert all(len(data) <= 4 for _, data in raw.segments)
+
+    def test_byteDelay(self, clock: Clock) -> None:
+        """
+        With C{byteDelay} the server sends one byte at a time, each
+        C{byteDelay} seconds after the previous one.
+        """
+        server = ScriptedServer(clock, greeting=b"220 x", byteDelay=1.0)
+        raw = segmentSession(clock, server)
+        assert raw.segments == []
+        runFor(clock, 10)
+        assert raw.segments == [
+            (1.0, b"2"),
+            (2.0, b"2"),
+            (3.0, b"0"),
+            (4.0, b" "),
+            (5.0, b"x"),
+            (6.0, b"\r"),
+            (7.0, b"\n"),
+        ]
+
+    def test_byteDelayQueues(self, clock: Clock) -> None:
+        """
+        What a slow server sends while it is still sending waits its turn
+        behind it, at the same pace.
+        """
+        server = ScriptedServer(clock, greeting=b"220 x", byteDelay=1.0)
+        raw = segmentSession(clock, server)
+        runFor(clock, 2.5)
+        assert server.unsolicited(b"250 y") == 1
+        runFor(clock, 60)
+        assert bytes(raw.received) == b"220 x\r\n250 y\r\n"
+        assert raw.segments[-1] == (14.0, b"\n")
+
+    def test_byteDelayWithSplit(self, clock: Clock) -> None:
+        """
+        With both, pieces of C{splitReplies} bytes leave every
+        C{byteDelay} seconds.
+        """
+        server = ScriptedServer(clock, greeting=b"220 x", byteDelay=0.5, splitReplies=3)
+        raw = segmentSession(clock, server)
+        runFor(clock, 10)
+        assert raw.segments == [(0.5, b"220"), (1.0, b" x\r"), (1.5, b"\n")]
+
+    def test_byteDelayCloseWaits(self, clock: Clock) -> None:
+        """
+        A slow server's close waits until everything before it has left:
+        the whole C{221} arrives, then the connection closes.
+        """
+        server = ScriptedServer(clock, greeting=b"220 x", byteDelay=0.1)
+        raw = segmentSession(clock, server)
+        runFor(clock, 1)
+        raw.take()
+        raw.say(b"QUIT")
+        runFor(clock, 0.5)
+        assert raw.lost is None
+        runFor(clock, 5)
+        assert raw.take() == [b"221 2.0.0 Bye"]
+        assert raw.lost is not None
+        assert server.connections[0].closedBy == "client-quit"
+
+    def test_byteDelayStartTLSWaits(
+        self, clock: Clock, certificates: tuple[Certificate, PrivateCertificate]
+    ) -> None:
+        """
+        A slow server starts TLS only once the whole C{220} has left, so
+        a client that starts TLS on reading it completes the handshake
+        (and L{sendmail} works, slowly).
+        """
+        ca, certificate = certificates
+        server = ScriptedServer(
+            clock, tlsOptions=certificate.options(), byteDelay=0.001
+        )
+        outcome = Outcome(
+            sendmail(
+                None,
+                SENDER,
+                ["dev@example.com"],
+                MESSAGE,
+                endpoint=MemoryEndpoint(clock, server),
+                reactor=clock,
+                tls="starttls",
+                tlsOptions=optionsForClientTLS("mx.test", trustRoot=ca),
+                retries=0,
+            )
+        )
+        runFor(clock, 60)
+        assert outcome.value().accepted == ("dev@example.com",)
+        assert [d.tls for d in server.outbox] == [True]
+
+    def test_slowConnectionLost(self, clock: Clock) -> None:
+        """
+        When the client goes away while a slow server is still sending,
+        the rest is dropped and nothing is left on the clock.
+        """
+        server = ScriptedServer(clock, byteDelay=1.0)
+        raw = segmentSession(clock, server)
+        runFor(clock, 2.5)
+        transport = raw.transport
+        assert isinstance(transport, MemoryTransport)
+        transport.abortConnection()
+        runFor(clock, 60)
+        assert len(raw.segments) == 2
+        assert clock.getDelayedCalls() == []
+
+    def test_settingsValidation(self, clock: Clock) -> None:
+        """
+        C{splitReplies} is at least 1, C{byteDelay} is not negative,
+        C{refuseStartTLS} is a 4xx/5xx reply.
+        """
+        with pytest.raises(ValueError, match="splitReplies"):
+            ScriptedServer(clock, splitReplies=0)
+        with pytest.raises(ValueError, match="byteDelay"):
+            ScriptedServer(clock, byteDelay=-1)
+        with pytest.raises(ValueError, match="4xx or 5xx"):
+            ScriptedServer(clock, refuseStartTLS=b"220 go ahead")
+        with pytest.raises(ValueError, match="not an SMTP reply"):
+            ScriptedServer(clock, refuseStartTLS=b"no")
+
+    def test_unsolicited(self, clock: Clock, server: ScriptedServer) -> None:
+        """
+        C{unsolicited} sends a reply now, with no command to answer, on
+        every open connection or on the one given; a 421 closes after it.
+        """
+        first, _ = rawSession(clock, server)
+        second, _ = rawSession(clock, server)
+        assert server.unsolicited(b"250 hello") == 2
+        settle(clock)
+        assert first.take() == second.take() == [b"250 hello"]
+        assert server.unsolicited([b"250-a", b"250 b"], connection=2) == 1
+        settle(clock)
+        assert first.take() == []
+        assert second.take() == [b"250-a", b"250 b"]
+        assert server.unsolicited(b"421 4.3.2 going away", connection=1) == 1
+        settle(clock)
+        assert first.take() == [b"421 4.3.2 going away"]
+        assert first.lost is not None
+        assert server.connections[0].closedBy == "server"
+        assert server.unsolicited(b"250 again") == 1
+        assert server.unsolicited(b"250 again", connection=1) == 0
+
+    def test_stripCapabilities(
+        self, clock: Clock, certificates: tuple[Certificate, PrivateCertificate]
+    ) -> None:
+        """
+        C{stripCapabilities} removes keywords from the EHLO reply (those
+        added for C{credentials} and C{tlsOptions} too, whatever their
+        case and parameters); the commands still work.
+        """
+        server = ScriptedServer(
+            clock,
+            tlsOptions=certificates[1].options(),
+            credentials={USER: PASSWORD},
+            stripCapabilities=[b"starttls", b"AUTH", b"SIZE 1"],
+        )
+        _, lines = rawSession(clock, server, b"EHLO c.test")
+        assert lines[1:] == [
+            b"250-mx.test",
+            b"250-PIPELINING",
+            b"250-8BITMIME",
+            b"250 ENHANCEDSTATUSCODES",
+        ]
+        assert session(server, clock, b"AUTH PLAIN " + PLAIN) == [
+            b"235 2.7.0 Authentication successful"
+        ]
+        assert session(server, clock, b"STARTTLS") == [b"220 2.0.0 Ready to start TLS"]
+
+    def test_refuseStartTLS(self, clock: Clock) -> None:
+        """
+        C{refuseStartTLS} advertises STARTTLS (without C{tlsOptions}) and
+        answers it with the refusal given.
+        """
+        server = ScriptedServer(clock, refuseStartTLS=b"454 4.7.0 not now")
+        _, lines = rawSession(clock, server, b"EHLO c.test")
+        assert lines[-1] == b"250 STARTTLS"
+        assert session(server, clock, b"STARTTLS") == [b"454 4.7.0 not now"]
+        assert session(server, clock, b"STARTTLS now") == [b"454 4.7.0 not now"]
+        assert not server.connections[0].tls
