@@ -69,7 +69,7 @@ import functools
 import inspect
 import socket
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, cast
@@ -2157,13 +2157,20 @@ class ESMTPClient(LineReceiver):
                 tx.reply = reply
             self._decideAccepted(run, reply, verb)
 
-    def _interrupted(self, run: _Run, why: str) -> None:
+    def _interrupted(self, run: _Run, why: str, unanswered: Sequence[str] = ()) -> None:
         """
         Record what is known of each recipient accepted at RCPT when the
         session ends before the data's outcome: C{"unknown"} once the end of
         the data was sent, else C{"deferred"} (nothing was delivered).
+
+        @param unanswered: the recipients whose RCPT was sent and not yet
+            answered; with the whole message pipelined behind them (BDAT
+            LAST), the server may have accepted and delivered to them, so
+            once the end of the data was sent they are C{"unknown"} too.
         """
         waiting = list(run.accepted) + list(run.finalPending or ())
+        if run.finalWritten:
+            waiting += [a for a in unanswered if a not in waiting]
         for address in waiting:
             if run.finalWritten:
                 status: RecipientStatus = "unknown"
@@ -2196,10 +2203,16 @@ class ESMTPClient(LineReceiver):
         runs = list(self._runs)
         self._runs.clear()
         self._producingRun = None
+        unanswered: dict[int, list[str]] = {}
+        for expectation in self._expected:
+            if expectation.verb == "RCPT" and expectation.run is not None:
+                if expectation.recipient is not None:
+                    key = id(expectation.run)
+                    unanswered.setdefault(key, []).append(expectation.recipient)
         self._expected.clear()
         pending: list[_Transaction] = []
         for run in runs:
-            self._interrupted(run, type(error).__name__)
+            self._interrupted(run, type(error).__name__, unanswered.get(id(run), ()))
             if run.tx not in pending:
                 pending.append(run.tx)
         commandsPending = [self._command] if self._command else []

@@ -63,16 +63,6 @@ from tests.wire.test_dataenc import referenceNormalize
 USERNAME = "fuzz-user@example.test"
 PASSWORD = "Zq8-pass/Word!"
 MARKER = b"~MALFORMED~"
-KNOWN_ISSUE_PIPELINED_BDAT = True
-"""
-A known client bug (see L{test_pipelinedBDATFailureIsUnknown}): with
-PIPELINING and CHUNKING the whole message (C{BDAT n LAST}) leaves before the
-RCPT replies arrive; when the session then fails (a malformed reply, a
-timeout, a broken connection) the recipients whose RCPT reply had not been
-read are reported C{"not-attempted"}, though the server may have delivered
-the message to them (C{"unknown"} is the truth).  While this is C{True} the
-end-of-run check tolerates exactly that; set it to C{False} with the fix.
-"""
 
 TIMEOUT = 60.0
 """Every client timeout, in seconds (the final reply: twice that)."""
@@ -587,13 +577,6 @@ class SessionMachine(RuleBasedStateMachine):
             delivered = {a for d in deliveries for a in d.recipients}
             assert accepted <= delivered, (accepted, delivered)
             allowed = accepted | unknown
-            if KNOWN_ISSUE_PIPELINED_BDAT and self.setup is not None:
-                if self.setup.chunking and self.setup.pipelining:
-                    allowed |= {
-                        a for a, r in statuses.items() if r.status == "not-attempted"
-                    }
-                    if delivered - accepted - unknown and currently_in_test_context():
-                        event("known issue: delivered but reported not-attempted")
             assert delivered <= allowed, (delivered, statuses)
             if isinstance(fired, SendResult):
                 assert accepted, fired
@@ -683,14 +666,9 @@ def pipelinedBDATSession(
     return fired, server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: recipients of a pipelined BDAT message whose RCPT "
-    "reply was not read are reported not-attempted (should be unknown)",
-)
 def test_pipelinedBDATFailureIsUnknown() -> None:
     """
-    Found by L{TestSessionMachine}: with PIPELINING and CHUNKING the client
+    Found by L{TestSessionMachine} (fixed): with PIPELINING and CHUNKING the client
     sends C{MAIL}, C{RCPT}s and C{BDAT n LAST} with the message in one
     write; the server accepts every recipient and delivers, but its reply to
     the first RCPT is malformed (the code changes between its lines).  The
@@ -712,11 +690,6 @@ def test_pipelinedBDATFailureIsUnknown() -> None:
     assert statuses == {recipient(0, 0): "unknown", recipient(0, 1): "unknown"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a timeout before the RCPT replies of a pipelined BDAT "
-    "message reports its recipients not-attempted (should be unknown)",
-)
 def test_pipelinedBDATTimeoutIsUnknown() -> None:
     """
     The same bug without a misbehaving server: when the server's replies
