@@ -618,6 +618,9 @@ class ESMTPClient(LineReceiver):
         self._outbox: list[bytes] = []
         self._finalsInOutbox: list[_Run] = []
         self._holding = 0
+        # How many expectations at the tail of _expected belong to commands
+        # still in the held outbox: the server cannot have answered them.
+        self._unsent = 0
         self._starting = False
         self._registered = False
         self._isReady = False
@@ -893,6 +896,16 @@ class ESMTPClient(LineReceiver):
         if line.endswith(b"\r"):
             line = line[:-1]
         head = self._expected[0] if self._expected else None
+        if (
+            head is not None
+            and len(self._expected) <= self._unsent
+            and not (head.verb == "QUIT" and line[:3] == b"221")
+        ):
+            # The command this line would answer has not left yet: the
+            # line was sent before the server saw it (an injection, or a
+            # server that does not wait for commands).  A server that says
+            # goodbye before it reads our QUIT only ends what we are ending.
+            head = None
         tx = head.run.tx if head is not None and head.run is not None else None
         if head is not None and head.quiet and line[:1] == b"2":
             tx = None
@@ -902,9 +915,15 @@ class ESMTPClient(LineReceiver):
             if closing is not None:
                 # RFC 5321 section 3.8: a server may say 421 and close at any
                 # time (an idle timeout, a shutdown).
-                self._fail(errors.ServerRefusedSessionError("idle", closing))
+                phase = self._expected[0].verb if self._expected else "idle"
+                self._fail(errors.ServerRefusedSessionError(phase, closing))
                 return
-            self._protocolError(f"reply with no command outstanding: {line[:80]!r}")
+            what = (
+                f"reply before {self._expected[0].verb} was sent"
+                if self._expected
+                else "reply with no command outstanding"
+            )
+            self._protocolError(f"{what}: {line[:80]!r}")
             return
         try:
             reply = self._parser.feed(line)
@@ -1885,6 +1904,7 @@ class ESMTPClient(LineReceiver):
             self._flush()
 
     def _flush(self) -> None:
+        self._unsent = 0
         if not self._outbox:
             return
         data = b"".join(self._outbox)
@@ -1924,6 +1944,8 @@ class ESMTPClient(LineReceiver):
         if not self._expected:
             self._startTimer(verb)
         self._expected.append(_Expectation(verb, handler, run, recipient))
+        if self._holding:
+            self._unsent += 1
         if run is not None:
             run.outstanding += 1
 
@@ -2210,6 +2232,7 @@ class ESMTPClient(LineReceiver):
                     key = id(expectation.run)
                     unanswered.setdefault(key, []).append(expectation.recipient)
         self._expected.clear()
+        self._unsent = 0
         pending: list[_Transaction] = []
         for run in runs:
             self._interrupted(run, type(error).__name__, unanswered.get(id(run), ()))

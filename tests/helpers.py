@@ -59,6 +59,7 @@ __all__ = [
     "ServerSession",
     "connectClient",
     "serverSays",
+    "serverSaysAtOnce",
     "twistedServerSession",
 ]
 
@@ -268,6 +269,18 @@ def connectClient(
 
 
 def serverSays(client: ESMTPClient, *lines: bytes) -> None:
+    """
+    Deliver C{lines} to C{client}, each ended with CRLF, each in its own
+    segment, as a server that answers what it has read does: the client
+    flushes what a reply makes it send before it reads the next reply, and
+    a reply to a command the client has not sent yet is a protocol error.
+    Use L{serverSaysAtOnce} for several replies in one segment.
+    """
+    for line in lines:
+        client.dataReceived(line + b"\r\n")
+
+
+def serverSaysAtOnce(client: ESMTPClient, *lines: bytes) -> None:
     """
     Deliver C{lines} to C{client}, each ended with CRLF, in one segment.
     """

@@ -6,7 +6,8 @@ with the adversarial options of L{mailclient.testing.ScriptedServer}.
 Each test says what the client must do, and whether Twisted's own client
 (C{twisted.mail.smtp.SMTPClient} / C{ESMTPClient}) falls for the same
 attack, and through which mechanism.  A case the client fails is marked
-C{xfail(strict=True)} with the finding as its reason.
+C{xfail(strict=True)} with the finding as its reason until it is fixed
+(none is, now).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from mailclient.errors import (
     ConnectionLostError,
     InvalidArgumentError,
     PlaintextAuthRefusedError,
+    ServerRefusedSessionError,
     SMTPProtocolError,
     SMTPTimeoutError,
     TLSHandshakeError,
@@ -1013,45 +1015,39 @@ class TestMalformedReplies:
             assert server.outbox == []
         assert tuple(verbs(server)) == row.before
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "finding: reply lines ended by a bare LF are accepted "
-            "(ESMTPClient.delimiter is LF and lineReceived strips a trailing "
-            "CR); "
-            "RFC 5321 section 2.3.8 requires CRLF"
-        ),
-    )
     def test_bareLF(self, clock: Clock) -> None:
         """
-        A reply line ended by a bare LF is not SMTP: the session ends with
-        L{SMTPProtocolError} before EHLO.
+        Reply lines ended by a bare LF are read as lines (a trailing CR is
+        dropped), as smtplib and aiosmtplib read them: a decided leniency,
+        documented on the security page.  It gives a server nothing it
+        could not do with CRLF, and it is no way around the other rules: a
+        bare-LF line behind the greeting, sent before EHLO was, is still a
+        reply before its command.
 
-        Twisted is not vulnerable: its C{LineReceiver} splits on CRLF
-        only, so a bare-LF reply never completes (the send waits for the
-        timeout instead).
+        Twisted is not vulnerable, but it does not interoperate: its
+        C{LineReceiver} splits on CRLF only, so a bare-LF reply never
+        completes and the send waits until the timeout.
         """
         server = ScriptedServer(clock)
         server.rule("GREETING", raw=b"220 mx.test ESMTP\n")
+        server.rule("EHLO", raw=b"250-mx.test\n250-8BITMIME\r\n250 SIZE 1000\n")
+        server.rule("MAIL", raw=b"250 2.1.0 ok\r\r\n")
+        run = send(clock, server, timeout=TIMEOUT, run=60)
+        assert run.value().accepted == (RECIPIENT,)
+        assert len(server.outbox) == 1
+
+        server = ScriptedServer(clock)
+        server.rule("GREETING", raw=b"220 mx.test ESMTP\n250 injected\n")
         run = send(clock, server, timeout=TIMEOUT, run=60)
         run.error(SMTPProtocolError)
         assert verbs(server) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason=(
-            "finding: a reply buffered behind the greeting (sent before EHLO "
-            "was) is taken as the EHLO reply; the replies shift by one and "
-            "the desync is only noticed at DATA, after MAIL, RCPT and DATA "
-            "were sent"
-        ),
-    )
     def test_replyBeforeItsCommand(self, clock: Clock) -> None:
         """
         A reply that arrived before its command was sent (here a
-        C{250} in the same segment as the greeting) has no command
-        outstanding: the session ends with L{SMTPProtocolError} and no
-        command after EHLO is sent.
+        C{250} in the same segment as the greeting) answers nothing the
+        server has read: the session ends with L{SMTPProtocolError} before
+        EHLO leaves (it was still in the outbox), so nothing is sent.
 
         Twisted is vulnerable: it has no record of outstanding commands
         (C{_expected}/C{_okresponse} are set when a command is sent), so
@@ -1061,8 +1057,71 @@ class TestMalformedReplies:
         server = ScriptedServer(clock)
         server.rule("GREETING", raw=b"220 mx.test ESMTP\r\n250 injected\r\n")
         run = send(clock, server, timeout=TIMEOUT, run=60)
-        run.error(SMTPProtocolError)
-        assert verbs(server) in ([], ["EHLO"])
+        error = run.error(SMTPProtocolError)
+        assert "reply before EHLO was sent" in str(error)
+        assert verbs(server) == []
+
+    def test_replyBeforeTheDataWasSent(self, clock: Clock) -> None:
+        """
+        A forged final reply in the same segment as the C{354} (a man in
+        the middle claiming the message was queued before it was sent) is
+        a reply before its command: the session ends with
+        L{SMTPProtocolError}, the message is never written, and the
+        recipient is not reported as delivered.
+
+        Twisted is vulnerable: C{SMTPClient} sends the message from its
+        C{354} handler and hands the buffered C{250} to the handler of the
+        final dot, so the send succeeds whatever the server makes of the
+        message.
+        """
+        server = ScriptedServer(clock)
+        server.rule("DATA", reply=b"354 go ahead", extra=b"250 2.0.0 queued\r\n")
+        run = send(clock, server, timeout=TIMEOUT, run=60)
+        error = run.error(SMTPProtocolError)
+        assert "reply before END-OF-DATA was sent" in str(error)
+        assert error.result.recipients[RECIPIENT].status == "deferred"
+        assert error.result.accepted == ()
+        assert server.outbox == []
+        assert verbs(server) == list(PIPELINED)
+
+    def test_pipelinedRepliesInOneSegment(self, clock: Clock) -> None:
+        """
+        Replies to commands that did leave may come in one segment (a
+        server answering a pipelined MAIL, RCPT and DATA at once): that is
+        not a reply before its command, and the message is delivered.
+
+        Twisted does not pipeline, so this case does not arise there.
+        """
+        server = ScriptedServer(clock)
+        run = send(clock, server, timeout=TIMEOUT, run=60)
+        assert run.value().accepted == (RECIPIENT,)
+        assert len(server.outbox) == 1
+
+    def test_closingBeforeEHLOWasSent(self, clock: Clock) -> None:
+        """
+        A one-line C{421} behind the greeting, before EHLO was sent, is a
+        server closing the session, which RFC 5321 section 3.8 allows at
+        any time: L{ServerRefusedSessionError}, and nothing but a QUIT is
+        sent (no EHLO).  A C{221} before our QUIT left ends the session we
+        were ending anyway: the message stays delivered.
+
+        Twisted is vulnerable to the first: it hands the C{421} to the
+        EHLO it just sent, whose failure handler sends HELO on the closing
+        connection (or, when it requires TLS or AUTH, reports
+        C{EHLORequiredError}, "server does not support ESMTP").
+        """
+        server = ScriptedServer(clock)
+        server.rule("GREETING", raw=b"220 mx.test\r\n421 4.3.2 shutting down\r\n")
+        run = send(clock, server, timeout=TIMEOUT, run=60)
+        error = run.error(ServerRefusedSessionError)
+        assert error.reply.code == 421
+        assert verbs(server) == ["QUIT"]
+
+        server = ScriptedServer(clock)
+        server.rule("END-OF-DATA", extra=b"221 2.0.0 bye\r\n")
+        run = send(clock, server, timeout=TIMEOUT, run=60)
+        assert run.value().accepted == (RECIPIENT,)
+        assert len(server.outbox) == 1
 
     def test_unsolicitedWhileIdle(self, clock: Clock) -> None:
         """

@@ -25,6 +25,7 @@ from tests.helpers import (
     RecordingTransport,
     connectClient,
     serverSays,
+    serverSaysAtOnce,
     twistedServerSession,
 )
 
@@ -694,6 +695,58 @@ def test_linesHandedOneByOne() -> None:
     assert transport.writes == [b"EHLO c.example\r\n"]
 
 
+# -- replies to commands that have not left ------------------------------------------
+
+
+def test_replyBeforeItsCommandLeft() -> None:
+    """
+    A reply read in the same segment as the reply that made the client
+    queue a command answers nothing the server has read: a protocol error
+    naming the command, and the queued command never leaves.
+    """
+    client = ESMTPClient(clock=Clock(), heloName="c.example", tls="none")
+    transport = connectClient(client)
+    outcome = Outcome(client.whenReady())
+    serverSaysAtOnce(client, b"220 mx.example ESMTP", b"250 mx.example")
+    error = outcome.error(errors.SMTPProtocolError)
+    assert "reply before EHLO was sent" in str(error)
+    assert transport.value() == b""
+    assert transport.aborted
+
+
+def test_repliesToCommandsThatLeftInOneSegment() -> None:
+    """
+    Replies in one segment to commands that all left (a pipelined MAIL,
+    RCPT and DATA, or a whole multi-line EHLO reply) are read as usual.
+    """
+    client = ESMTPClient(clock=Clock(), heloName="c.example", tls="none")
+    transport = connectClient(client)
+    serverSays(client, b"220 mx.example ESMTP")
+    serverSaysAtOnce(client, *EHLO_PIPELINING)
+    assert client.phase is Phase.READY
+    outcome = Outcome(client.send(SENDER, ["a@x.example", "b@x.example"], MESSAGE))
+    assert transport.take().endswith(b"DATA\r\n")
+    serverSaysAtOnce(client, b"250 Ok", b"250 Ok", b"250 Ok", b"354 Go")
+    assert transport.take() == MESSAGE + b".\r\n"
+    serverSays(client, QUEUED)
+    assert outcome.value().accepted == ("a@x.example", "b@x.example")
+
+
+def test_closingBeforeItsCommandLeft() -> None:
+    """
+    A one-line C{421} before the command it follows left is the server
+    closing the session (RFC 5321 section 3.8):
+    L{errors.ServerRefusedSessionError} in the phase of that command.
+    """
+    client = ESMTPClient(clock=Clock(), heloName="c.example", tls="none")
+    connectClient(client)
+    outcome = Outcome(client.whenReady())
+    serverSaysAtOnce(client, b"220 mx.example ESMTP", b"421 4.3.2 going down")
+    error = outcome.error(errors.ServerRefusedSessionError)
+    assert error.reply.code == 421
+    assert "EHLO" in str(error)
+
+
 class DisconnectingTransport(RecordingTransport):
     """
     A transport that tells the protocol the connection is lost as soon as
@@ -725,11 +778,35 @@ def test_nothingWrittenAfterTheConnectionIsLost() -> None:
     serverSays(client, b"250 Ok")
     serverSays(client, b"354 Go")
     assert transport.take().endswith(b"DATA\r\n" + MESSAGE + b".\r\n")
-    serverSays(client, QUEUED, b"221 2.0.0 Bye")
+    serverSaysAtOnce(client, QUEUED, b"221 2.0.0 Bye")
     assert outcome.value().accepted == ("a@x.example",)
     assert quit.called
     assert transport.value() == b""
     assert client.phase is Phase.CLOSED
+
+
+def test_goodbyeBeforeOurQuitLeft() -> None:
+    """
+    A C{221} in the same segment as the final reply, before the QUIT that
+    reply made the client queue left, ends the session the client was
+    ending: the message is accepted and C{quit()} fires.  Any other reply
+    there is a protocol error, which the message, decided already, does
+    not see; the session is aborted and the QUIT is not written.
+    """
+    for goodbye, clean in ((b"221 2.0.0 Bye", True), (b"250 what", False)):
+        client = ESMTPClient(clock=Clock(), heloName="c.example", tls="none")
+        transport = connectClient(client, DisconnectingTransport())
+        serverSays(client, b"220 mx", *EHLO_PIPELINING)
+        outcome = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
+        quit = Outcome(client.quit())
+        serverSays(client, b"250 Ok", b"250 Ok", b"354 Go")
+        transport.clear()
+        serverSaysAtOnce(client, QUEUED, goodbye)
+        assert outcome.value().accepted == ("a@x.example",)
+        assert quit.called
+        assert client.phase is Phase.CLOSED
+        assert transport.value() == b""
+        assert transport.aborted is not clean
 
 
 # -- cancelling with pipelining ------------------------------------------------------
@@ -929,7 +1006,7 @@ def test_failureBeforeTheDataIsWritten() -> None:
     client, transport = readyClient()
     outcome = Outcome(client.send(SENDER, "a@x.example", MESSAGE))
     transport.clear()
-    serverSays(client, b"250 Ok", b"250 Ok", b"354 Go", b"garbage")
+    serverSaysAtOnce(client, b"250 Ok", b"250 Ok", b"354 Go", b"garbage")
     error = outcome.error(errors.SMTPProtocolError)
     assert transport.aborted
     assert transport.value() == b""

@@ -11,7 +11,13 @@ from twisted.internet.task import Clock
 
 from mailclient import errors
 from mailclient.protocol import LMTPClient, Phase
-from tests.helpers import Outcome, RecordingTransport, connectClient, serverSays
+from tests.helpers import (
+    Outcome,
+    RecordingTransport,
+    connectClient,
+    serverSays,
+    serverSaysAtOnce,
+)
 
 SENDER = "alice@example.com"
 MESSAGE = b"Subject: hi\r\n\r\nHello.\r\n"
@@ -71,6 +77,22 @@ def test_onceReplyPerRecipient() -> None:
         "c@x.example": ("accepted", "END-OF-DATA"),
     }
     assert result.recipients["b@x.example"].text == "b over quota"
+    assert client.phase is Phase.READY
+
+
+def test_perRecipientRepliesInOneSegment() -> None:
+    """
+    The per-recipient replies after the data may arrive in one segment
+    (each answers the final dot, which left): each decides its recipient.
+    """
+    client, transport = readyClient()
+    outcome = Outcome(client.send(SENDER, ["a@x.example", "b@x.example"], MESSAGE))
+    serverSaysAtOnce(client, b"250 Ok", b"250 Ok", b"250 Ok", b"354 Go")
+    assert transport.value().endswith(MESSAGE + b".\r\n")
+    serverSaysAtOnce(client, b"250 2.1.5 a delivered", b"452 4.2.2 b over quota")
+    result = outcome.value()
+    assert result.accepted == ("a@x.example",)
+    assert result.recipients["b@x.example"].status == "deferred"
     assert client.phase is Phase.READY
 
 

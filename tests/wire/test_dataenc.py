@@ -20,6 +20,11 @@ from mailclient._wire.dataenc import ChunkEncoder, DataEncoder, encodeData, enco
 
 END = b"\r\n.\r\n"
 
+# The encoders are what keeps content from ending DATA early: their
+# properties run at least 500 inputs, and more under a longer profile
+# (HYPOTHESIS_PROFILE=long or fuzz).
+EXAMPLES = settings(max_examples=max(500, settings().max_examples))
+
 Encoder = DataEncoder | ChunkEncoder
 
 
@@ -383,7 +388,7 @@ def test_referenceNormalize(message: bytes, expected: bytes) -> None:
 # --- properties ----------------------------------------------------------
 
 
-@settings(max_examples=500)
+@EXAMPLES
 @given(chunkedMessages())
 def test_chunkingDoesNotMatter(case: tuple[bytes, list[bytes]]) -> None:
     """
@@ -398,7 +403,7 @@ def test_chunkingDoesNotMatter(case: tuple[bytes, list[bytes]]) -> None:
     assert encoder.bytesIn == len(message)
 
 
-@settings(max_examples=500)
+@EXAMPLES
 @given(chunkedMessages())
 def test_dataEndsOnlyAtTheEnd(case: tuple[bytes, list[bytes]]) -> None:
     """
@@ -416,7 +421,7 @@ def test_dataEndsOnlyAtTheEnd(case: tuple[bytes, list[bytes]]) -> None:
     assert consumed == len(output)
 
 
-@settings(max_examples=500)
+@EXAMPLES
 @given(chunkedMessages())
 def test_decodesToNormalizedMessage(case: tuple[bytes, list[bytes]]) -> None:
     """
@@ -429,7 +434,7 @@ def test_decodesToNormalizedMessage(case: tuple[bytes, list[bytes]]) -> None:
     assert decoded == referenceNormalize(message)
 
 
-@settings(max_examples=500)
+@EXAMPLES
 @given(chunkedMessages())
 def test_noBareLineEnds(case: tuple[bytes, list[bytes]]) -> None:
     """
@@ -598,7 +603,7 @@ def test_publicNames() -> None:
     ]
 
 
-@settings(max_examples=500)
+@EXAMPLES
 @given(chunkedMessages())
 def test_chunkEncoderMatchesReference(case: tuple[bytes, list[bytes]]) -> None:
     """
