@@ -65,7 +65,10 @@ def _unreleased() -> str:
     for kind, title in _FRAGMENT_TYPES.items():
         items = [
             path.read_text("utf-8").strip()
-            for path in sorted(_FRAGMENTS.glob(f"*.{kind}.rst"))
+            # 6.feature.rst, and 6.feature.1.rst for a second one
+            for path in sorted(
+                {*_FRAGMENTS.glob(f"*.{kind}.rst"), *_FRAGMENTS.glob(f"*.{kind}.*.rst")}
+            )
         ]
         if items:
             body = "\n".join("- " + "\n  ".join(item.splitlines()) for item in items)

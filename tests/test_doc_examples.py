@@ -176,6 +176,7 @@ TESTED = {
     "configuration.py",
     "extensions.py",
     "testing_outbox.py",
+    "relay.py",
 }
 
 
@@ -550,3 +551,27 @@ async def test_compose(receiver: LoopbackReceiver) -> None:
         assert b"archive@example.com" not in data
         assert b"Content-ID: <logo@example.com>" in data
         assert b'filename="figures.csv"' in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_relay(receiver: LoopbackReceiver) -> None:
+    """
+    The relay example queues its message with the relay (the C{250} names
+    the relay's queue id), which delivers it to the receiver as smarthost
+    for C{alice@example.com} and returns a non-delivery report from the null
+    sender for C{reject@example.com}; nothing is left in the queue.
+    """
+    finished = await runExample("relay.py", receiver.port or 0)
+    assert finished.status == 0, (finished.out, finished.err)
+    assert re.search(r"^queued as [0-9A-F]{23}$", finished.out, re.M), finished.out
+    check(finished, "delivered 2, failed 1, reports 1, still queued 0")
+    assert [(d.sender, d.recipient) for d in receiver.deliveries] == [
+        ("app@example.com", "alice@example.com"),
+        ("", "app@example.com"),
+    ]
+    original = receiver.deliveries[0].read()
+    assert b"Subject: Your report" in original
+    assert b"by relay.example.test (mailclient relay)" in original
+    report = receiver.deliveries[1].read()
+    assert b"Final-Recipient: rfc822; reject@example.com" in report
+    assert b"Status: 5.1.1" in report

@@ -111,6 +111,19 @@ MODULES = {
         "runFor",
         "settle",
     },
+    "mailclient.relay": {
+        "Deliverer",
+        "FileSystem",
+        "MessageQueue",
+        "QueueEntry",
+        "QueueError",
+        "QueuedRecipient",
+        "Relay",
+        "RelayService",
+        "RelayStats",
+        "SubmissionFactory",
+        "SubmissionServer",
+    },
 }
 
 

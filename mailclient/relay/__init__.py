@@ -16,6 +16,7 @@ build it in your own application with L{Relay}.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application import strports
@@ -23,13 +24,13 @@ from twisted.application.service import MultiService
 from twisted.internet.interfaces import IReactorTime
 
 from mailclient.relay._service import Deliverer, RelayService, RelayStats
-from mailclient.relay.listener import SubmissionFactory, SubmissionServer
+from mailclient.relay.listener import LOOPBACK, SubmissionFactory, SubmissionServer
 from mailclient.relay.queue import (
     FileSystem,
     MessageQueue,
+    QueuedRecipient,
     QueueEntry,
     QueueError,
-    QueuedRecipient,
 )
 
 __all__ = [
@@ -69,6 +70,7 @@ class Relay(MultiService):
         now: Any = None,
         maxMessageSize: int = 25 * 1024 * 1024,
         maxRecipients: int = 1000,
+        clients: Sequence[str] = LOOPBACK,
         submissionTimeout: float = 300.0,
         **delivery: Any,
     ) -> None:
@@ -85,6 +87,9 @@ class Relay(MultiService):
         @param now: the wall clock (C{time.time} by default).
         @param maxMessageSize: the C{SIZE} limit of submissions.
         @param maxRecipients: at most this many recipients per submission.
+        @param clients: the networks applications may submit from
+            (loopback only by default: anyone else could use the relay to
+            send their mail).
         @param submissionTimeout: an idle submission connection is closed
             after this many seconds.
         @param delivery: the other keyword arguments of L{RelayService}
@@ -111,6 +116,7 @@ class Relay(MultiService):
             onSubmitted=self.delivery.submitted,
             maxMessageSize=maxMessageSize,
             maxRecipients=maxRecipients,
+            clients=clients,
             timeout=submissionTimeout,
             clock=clock,
             now=now,

@@ -14,7 +14,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.policy import SMTP, SMTPUTF8
 
-from mailclient.relay.queue import QueueEntry, QueuedRecipient
+from mailclient.relay.queue import QueuedRecipient, QueueEntry
 
 __all__ = ["bounceMessage"]
 
@@ -24,11 +24,18 @@ _HEADERS_LIMIT = 64 * 1024
 def _originalHeaders(message: bytes) -> str:
     """
     The header section of C{message} (at most 64 KiB), for the
-    C{text/rfc822-headers} part.
+    C{text/rfc822-headers} part: the lines before the first empty line,
+    whether they end with CRLF or a bare LF.  UTF-8 header fields (RFC
+    6532) are kept; other octets that are not ASCII become U+FFFD.
     """
-    end = message.find(b"\r\n\r\n")
-    head = message if end < 0 else message[: end + 2]
-    return head[:_HEADERS_LIMIT].decode("ascii", "replace")
+    head = []
+    size = 0
+    for line in message.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n", b"\r") or size >= _HEADERS_LIMIT:
+            break
+        head.append(line)
+        size += len(line)
+    return b"".join(head)[:_HEADERS_LIMIT].decode("utf-8", "replace")
 
 
 def _text(text: str, subtype: str) -> MIMEText:
@@ -45,21 +52,54 @@ def _text(text: str, subtype: str) -> MIMEText:
 
 def _ascii(text: str) -> str:
     """
-    C{text} for a delivery-status field, which is ASCII (RFC 3464): other
-    characters as Python escapes.
+    C{text} for a delivery-status field, which is one line of ASCII (RFC
+    3464): line breaks (a multiline reply's text has them) and other white
+    space as single spaces, other characters as Python escapes.
     """
-    return text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(text.split())
+    )
 
 
 def _addressField(address: str) -> str:
     """
     An address for C{Final-Recipient}: C{rfc822} when ASCII, else the
-    C{utf-8} address type of RFC 6533 with C{\\x{HEX}} escapes.
+    C{utf-8} address type of RFC 6533 in its 7-bit C{utf-8-addr-xtext}
+    form: C{\\x{HEX}} for every character that is not printable ASCII,
+    and for C{"+"}, C{"="} and C{"\\"}.
     """
     if address.isascii():
         return f"rfc822; {address}"
-    escaped = "".join(c if c.isascii() else f"\\x{{{ord(c):X}}}" for c in address)
+    escaped = "".join(
+        c if "!" <= c <= "~" and c not in "+=\\" else f"\\x{{{ord(c):X}}}"
+        for c in address
+    )
     return f"utf-8; {escaped}"
+
+
+def _fold(name: str, value: str) -> str:
+    """
+    C{value} for the field C{name}, folded at spaces into lines of at most
+    78 characters where it can be (a continuation line starts with the
+    space it was folded at, so unfolding gives C{value} back).
+
+    The C{email} package is not left to fold these fields: it would make
+    RFC 2047 encoded words of a long address or word, which have no place
+    in a C{message/delivery-status} part.
+    """
+    lines: list[str] = []
+    line, *words = value.split(" ")
+    width = len(name) + 2
+    for word in words:
+        if word and line.strip() and width + len(line) + 1 + len(word) > 78:
+            lines.append(line)
+            line = word
+            width = 1
+        else:
+            line += " " + word
+    lines.append(line)
+    return "\n ".join(lines)
 
 
 def _status(recipient: QueuedRecipient) -> str:
@@ -68,7 +108,7 @@ def _status(recipient: QueuedRecipient) -> str:
     if recipient.code is not None and 500 <= recipient.code < 600:
         return "5.0.0"
     # given up on after transient failures: RFC 3463 "delivery time expired"
-    return "4.4.7" if recipient.code is None or recipient.code < 500 else "5.0.0"
+    return "4.4.7"
 
 
 def bounceMessage(
@@ -110,14 +150,18 @@ def bounceMessage(
     perMessage["Reporting-MTA"] = f"dns; {hostname}"
     perMessage["X-Mailclient-Queue-ID"] = entry.id
     perMessage["Arrival-Date"] = email.utils.formatdate(entry.received, usegmt=True)
-    blocks = [perMessage]
+    blocks: list[Message | str] = [perMessage]
     for recipient in failed:
         block = Message()
-        block["Final-Recipient"] = _addressField(recipient.address)
+        block["Final-Recipient"] = _fold(
+            "Final-Recipient", _addressField(recipient.address)
+        )
         block["Action"] = "failed"
         block["Status"] = _status(recipient)
         if recipient.code is not None:
-            block["Diagnostic-Code"] = _ascii(f"smtp; {recipient.code} {recipient.text}")
+            block["Diagnostic-Code"] = _fold(
+                "Diagnostic-Code", _ascii(f"smtp; {recipient.code} {recipient.text}")
+            )
         blocks.append(block)
     status = MIMEBase("message", "delivery-status")
     status.set_payload(blocks)
@@ -125,5 +169,7 @@ def bounceMessage(
 
     report.attach(_text(_originalHeaders(originalMessage), "rfc822-headers"))
     # A sender with a non-ASCII address gets the report in UTF-8 headers
-    # (which then needs SMTPUTF8 on the way).
-    return report.as_bytes(policy=SMTP if entry.sender.isascii() else SMTPUTF8)
+    # (which then needs SMTPUTF8 on the way).  The fields are written as
+    # they are (see _fold), never refolded into encoded words.
+    policy = SMTP if entry.sender.isascii() else SMTPUTF8
+    return report.as_bytes(policy=policy.clone(refold_source="none"))

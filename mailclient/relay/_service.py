@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 
 from mailclient import errors
 from mailclient.relay._bounce import bounceMessage
-from mailclient.relay.queue import MessageQueue, QueueEntry, QueueError, QueuedRecipient
+from mailclient.relay.queue import MessageQueue, QueuedRecipient, QueueEntry, QueueError
 from mailclient.results import SendResult
 
 __all__ = ["Deliverer", "RelayService"]
@@ -144,12 +144,15 @@ class RelayService(MultiService):
         if IService.providedBy(deliverer):
             deliverer.setServiceParent(self)  # type: ignore[attr-defined]
 
-    # -- lifecycle ----------------------------------------------------------------
+    # -- lifecycle --
 
     def startService(self) -> None:
         """
-        Read the queue and schedule every entry.
+        Lock the queue, read it and schedule every entry.
+
+        @raise QueueError: when another relay uses the queue.
         """
+        self.queue.lock()
         super().startService()
         for entry in self.queue.open():
             self._schedule(entry)
@@ -157,16 +160,23 @@ class RelayService(MultiService):
     def stopService(self) -> Deferred[None]:
         """
         Stop scheduling; deliveries under way finish (their results are
-        stored), within the deliverer's own stop timeout.
+        stored), within the deliverer's own stop timeout; then release the
+        queue.
         """
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
         self._timers.clear()
         self._ready.clear()
-        return super().stopService()  # type: ignore[no-any-return]
+        stopped: Deferred[None] = super().stopService()
 
-    # -- public ---------------------------------------------------------------------
+        def unlock(result: object) -> object:
+            self.queue.unlock()
+            return result
+
+        return stopped.addBoth(unlock)
+
+    # -- public --
 
     def submitted(self, entry: QueueEntry) -> None:
         """
@@ -194,7 +204,7 @@ class RelayService(MultiService):
         self._checkIdle()
         return d
 
-    # -- scheduling -------------------------------------------------------------------
+    # -- scheduling --
 
     def _schedule(self, entry: QueueEntry) -> None:
         self._entries[entry.id] = entry
@@ -232,7 +242,7 @@ class RelayService(MultiService):
         for d in idle:
             d.callback(None)
 
-    # -- one attempt --------------------------------------------------------------------
+    # -- one attempt --
 
     def _attempt(self, entry: QueueEntry) -> None:
         try:
@@ -274,7 +284,9 @@ class RelayService(MultiService):
                 recipients.append(recipient)
                 continue
             recipients.append(
-                self._fate(recipient, result, error, permanent=permanent, expired=expired)
+                self._fate(
+                    recipient, result, error, permanent=permanent, expired=expired
+                )
             )
         attempts = entry.attempts + 1
         delay = min(
@@ -375,9 +387,7 @@ class RelayService(MultiService):
                 enhancedStatus=enhanced,
                 text=f"gave up after {self._maxLifetime:.0f} s: {text}",
             )
-        return attrs.evolve(
-            recipient, code=code, enhancedStatus=enhanced, text=text
-        )
+        return attrs.evolve(recipient, code=code, enhancedStatus=enhanced, text=text)
 
     def _bounce(self, entry: QueueEntry, failed: list[QueuedRecipient]) -> None:
         if entry.isBounce or entry.sender == "":

@@ -21,9 +21,11 @@ Twisted's server is kept, with these changes for a relay:
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
@@ -35,7 +37,12 @@ from mailclient import errors
 from mailclient._wire import commands
 from mailclient.relay.queue import MessageQueue, QueueEntry, QueueError, Submission
 
-__all__ = ["SubmissionFactory", "SubmissionServer"]
+__all__ = ["LOOPBACK", "SubmissionFactory", "SubmissionServer"]
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+"""
+The networks a L{SubmissionFactory} accepts clients from by default.
+"""
 
 _log = Logger(namespace="mailclient.relay.listener")
 
@@ -159,9 +166,11 @@ class _Delivery:
             return None
         transaction.start()
         name = helo[0].decode("ascii", "replace") if helo[0] else "unknown"
-        client = helo[1].decode("ascii", "replace") if isinstance(
-            helo[1], bytes
-        ) else str(helo[1])
+        client = (
+            helo[1].decode("ascii", "replace")
+            if isinstance(helo[1], bytes)
+            else str(helo[1])
+        )
         date = email.utils.formatdate(self.factory.now(), localtime=False, usegmt=True)
         host = self.factory.hostname
         return (
@@ -176,7 +185,7 @@ class _Delivery:
         try:
             commands.validateAddress(sender, "sender", allowEmpty=True, utf8=True)
         except errors.InvalidArgumentError as e:
-            raise smtp.SMTPBadSender(origin, 553, e.reason.encode()) from e
+            raise smtp.SMTPBadSender(origin, 553, e.reason) from e
         if self.transaction is not None:
             self.transaction.abandon()
         self.transaction = _Transaction(
@@ -191,9 +200,9 @@ class _Delivery:
         try:
             commands.validateAddress(address, "recipient", utf8=True)
         except errors.InvalidArgumentError as e:
-            raise smtp.SMTPBadRcpt(user, 553, e.reason.encode()) from e
+            raise smtp.SMTPBadRcpt(user, 553, e.reason) from e
         if len(transaction.recipients) >= self.factory.maxRecipients:
-            raise smtp.SMTPBadRcpt(user, 452, b"4.5.3 too many recipients")
+            raise smtp.SMTPBadRcpt(user, 452, "4.5.3 too many recipients")
         transaction.recipients.append(address)
 
         def message() -> smtp.IMessage:
@@ -214,11 +223,18 @@ class SubmissionServer(smtp.ESMTP):
     def connectionMade(self) -> None:
         """
         Greet, with the relay's name, and start the idle timeout on the
-        factory's clock.
+        factory's clock; a client outside the allowed networks gets C{554}
+        and the connection is closed.
         """
-        self.callLater = self.factory.clock.callLater
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
         self.host = self.factory.hostname.encode("ascii")
-        self.timeout = self.factory.timeout
+        self.timeout = self.factory.timeout  # type: ignore[assignment]
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        if not self.factory.allows(peer):
+            _log.warn("refused a submission from {peer}", peer=peer)
+            self.sendCode(554, b"5.7.1 not allowed to submit here")
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
         self.delivery = _Delivery(self.factory, self)
         super().connectionMade()
 
@@ -226,7 +242,35 @@ class SubmissionServer(smtp.ESMTP):
         """
         The greeting text: our name and what we are.
         """
-        return self.host + b" ESMTP mailclient relay"
+        host: bytes = self.host
+        return host + b" ESMTP mailclient relay"
+
+    def _peerName(self) -> bytes:
+        host = getattr(self.transport.getPeer(), "host", None)  # type: ignore[union-attr]
+        # a UNIX socket's peer has no host
+        return host.encode("idna") if isinstance(host, str) else b"localhost"
+
+    def do_HELO(self, rest: bytes) -> None:
+        """
+        HELO, as Twisted answers it, for any kind of transport.
+        """
+        peer = self._peerName()
+        self._helo = (rest, peer)
+        self._from = None
+        self._to = []
+        self.sendCode(250, self.host + b" Hello " + peer)
+
+    def do_EHLO(self, rest: bytes) -> None:
+        """
+        EHLO, as Twisted answers it, for any kind of transport.
+        """
+        peer = self._peerName()
+        self._helo = (rest, peer)
+        self._from = None
+        self._to = []
+        self.sendCode(
+            250, self.host + b" Hello " + peer + b"\n" + self.listExtensions()
+        )
 
     def extensions(self) -> dict[bytes, list[bytes] | None]:
         """
@@ -253,7 +297,6 @@ class SubmissionServer(smtp.ESMTP):
                 message.connectionLost()
             self.mode = smtp.COMMAND
             self.setTimeout(None)
-            self._SMTP__messages = []
             return
         super().lineLengthExceeded(line)
 
@@ -282,11 +325,12 @@ class SubmissionFactory(ServerFactory):
     @ivar hostname: the relay's name (greeting, C{Received} fields).
     @ivar maxMessageSize: the C{SIZE} limit, in octets.
     @ivar maxRecipients: at most this many recipients per message.
+    @ivar clients: the networks clients may submit from (an open relay
+        would send anyone's mail): loopback by default.
     @ivar timeout: a connection idle this long is closed (C{421}).
     @ivar clock: the clock for timeouts.
     """
 
-    protocol = SubmissionServer
     noisy = False
 
     def __init__(
@@ -297,6 +341,7 @@ class SubmissionFactory(ServerFactory):
         onSubmitted: Callable[[QueueEntry], None],
         maxMessageSize: int = 25 * 1024 * 1024,
         maxRecipients: int = 1000,
+        clients: Sequence[str] = LOOPBACK,
         timeout: float = 300.0,
         clock: IReactorTime | None = None,
         now: Callable[[], float] | None = None,
@@ -308,6 +353,9 @@ class SubmissionFactory(ServerFactory):
             (L{RelayService.submitted}).
         @param maxMessageSize: see L{maxMessageSize}.
         @param maxRecipients: see L{maxRecipients}.
+        @param clients: see L{clients}: networks such as C{"10.0.0.0/8"}
+            or addresses.
+        @raise ValueError: for a network that is not one.
         @param timeout: see L{timeout}.
         @param clock: see L{clock} (the global reactor by default).
         @param now: the wall clock, for C{Received} fields.
@@ -321,11 +369,32 @@ class SubmissionFactory(ServerFactory):
         self.submitted = onSubmitted
         self.maxMessageSize = maxMessageSize
         self.maxRecipients = maxRecipients
+        self.clients = tuple(
+            ipaddress.ip_network(network, strict=False) for network in clients
+        )
         self.timeout = timeout
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.now = now if now is not None else clock.seconds  # type: ignore[union-attr]
 
-    def buildProtocol(self, addr: IAddress) -> SubmissionServer:
+    def allows(self, peer: IAddress) -> bool:
+        """
+        Whether a client at C{peer} may submit: an IP address in one of
+        L{clients} (a UNIX socket is local, and always allowed).
+        """
+        host = getattr(peer, "host", None)
+        if not isinstance(host, str):
+            return isinstance(peer, UNIXAddress)
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.clients)
+
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress | None
+    ) -> SubmissionServer:
         """
         A new connection's server.
         """

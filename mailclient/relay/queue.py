@@ -25,6 +25,7 @@ any of them fail (a full disk, a failing C{fsync}).
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import secrets
@@ -213,21 +214,91 @@ class QueueEntry:
         """
         Read an envelope file.
 
-        @raise ValueError: when it is not an envelope this version wrote.
+        @raise ValueError: when it is not an envelope this version wrote
+            (not UTF-8 JSON, another format version, a field missing,
+            unknown or of the wrong type).
         """
-        data: dict[str, Any] = json.loads(content.decode("utf-8"))
-        if not isinstance(data, dict) or data.pop("format", None) != _FORMAT:
-            raise ValueError("not a version 1 envelope")
-        recipients = tuple(QueuedRecipient(**r) for r in data.pop("recipients"))
-        return cls(recipients=recipients, **data)
+        try:
+            data = json.loads(content.decode("utf-8"))
+        except RecursionError as e:
+            raise ValueError("the envelope is nested too deeply") from e
+        if not isinstance(data, dict):
+            raise ValueError("not an envelope")
+        version = data.pop("format", None)
+        if type(version) is not int or version != _FORMAT:
+            raise ValueError(f"not a version {_FORMAT} envelope")
+        _checkFields(data, attrs.fields(cls), _ENTRY_TYPES, "the envelope")
+        recipients = data.pop("recipients")
+        for r in recipients:
+            if not isinstance(r, dict):
+                raise ValueError("a recipient is not an object")
+            _checkFields(
+                r, attrs.fields(QueuedRecipient), _RECIPIENT_TYPES, "a recipient"
+            )
+            if r.get("state", "pending") not in _STATES:
+                raise ValueError(f"a recipient's state is {r['state']!r}")
+        return cls(recipients=tuple(QueuedRecipient(**r) for r in recipients), **data)
 
 
-def _newID(now: float) -> str:
+_STATES = frozenset({"pending", "delivered", "failed"})
+
+# The JSON types of each field of an envelope (an exact match: C{true} is
+# no number).
+_NUMBER = (int, float)
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "sender": (str,),
+    "recipients": (list,),
+    "received": _NUMBER,
+    "attempts": (int,),
+    "nextAttempt": _NUMBER,
+    "lastError": (str, type(None)),
+    "size": (int,),
+    "isBounce": (bool,),
+}
+_RECIPIENT_TYPES: dict[str, tuple[type, ...]] = {
+    "address": (str,),
+    "state": (str,),
+    "code": (int, type(None)),
+    "enhancedStatus": (str, type(None)),
+    "text": (str,),
+}
+
+
+def _checkFields(
+    data: dict[str, Any],
+    fields: Iterable[attrs.Attribute[Any]],
+    types: dict[str, tuple[type, ...]],
+    what: str,
+) -> None:
+    """
+    Check that C{data} has each of C{fields} (unless it has a default), of
+    the type C{types} gives, and nothing else.
+
+    @raise ValueError: when it does not.
+    """
+    names = set()
+    for field in fields:
+        names.add(field.name)
+        if field.name not in data:
+            if field.default is attrs.NOTHING:
+                raise ValueError(f"{what} has no {field.name!r}")
+        elif type(data[field.name]) not in types[field.name]:
+            raise ValueError(f"{what} has a wrong {field.name!r}")
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {unknown!r}")
+
+
+def _newID(stamp: int) -> str:
     """
     A queue id: sortable by arrival, unique, safe in a file name and in an
     SMTP reply.
+
+    @param stamp: the arrival, in milliseconds since the epoch (made
+        unique and increasing by L{MessageQueue.submission}).
     """
-    return f"{int(now * 1000):013X}{secrets.token_hex(5).upper()}"
+    return f"{stamp:013X}{secrets.token_hex(5).upper()}"
 
 
 class MessageQueue:
@@ -254,11 +325,13 @@ class MessageQueue:
         self.directory = os.path.abspath(directory)
         self._fs = fileSystem if fileSystem is not None else FileSystem()
         self._now = now
+        self._lastStamp = -1
         self._tmp = os.path.join(self.directory, "tmp")
         self._messages = os.path.join(self.directory, "messages")
         self._envelopes = os.path.join(self.directory, "envelopes")
+        self._lockFile: int | None = None
 
-    # -- paths ----------------------------------------------------------------
+    # -- paths --
 
     def messagePath(self, queueID: str) -> str:
         """
@@ -269,7 +342,40 @@ class MessageQueue:
     def _envelopePath(self, queueID: str) -> str:
         return os.path.join(self._envelopes, queueID + ".json")
 
-    # -- start ------------------------------------------------------------------
+    # -- start --
+
+    def lock(self) -> None:
+        """
+        Take the queue directory for this process (an exclusive C{flock} on
+        its C{lock} file, which the system releases when the process dies),
+        so that two relays never share a queue: the second would remove
+        the first one's submissions in progress, and both would deliver the
+        same messages.
+
+        @raise QueueError: when another process (or another queue object)
+            holds it.
+        """
+        if self._lockFile is not None:
+            return
+        self._fs.makedirs(self.directory)
+        path = os.path.join(self.directory, "lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            raise QueueError(
+                f"the queue {self.directory} is in use by another relay"
+            ) from e
+        self._lockFile = fd
+
+    def unlock(self) -> None:
+        """
+        Release what L{lock} took (nothing happens when it was not taken).
+        """
+        if self._lockFile is not None:
+            fd, self._lockFile = self._lockFile, None
+            os.close(fd)
 
     def open(self) -> list[QueueEntry]:
         """
@@ -296,7 +402,7 @@ class MessageQueue:
                 entry = QueueEntry.fromJSON(self._fs.read(self._envelopePath(queueID)))
                 if entry.id != queueID:
                     raise ValueError(f"the envelope names {entry.id!r}")
-            except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            except ValueError as e:
                 self._quarantine(queueID, str(e))
                 continue
             entries.append(entry)
@@ -314,10 +420,12 @@ class MessageQueue:
         self._fs.rename(
             self._envelopePath(queueID), os.path.join(corrupt, queueID + ".json")
         )
-        if os.path.exists(self.messagePath(queueID)):
+        try:
             self._fs.rename(
                 self.messagePath(queueID), os.path.join(corrupt, queueID + ".eml")
             )
+        except FileNotFoundError:
+            pass  # the envelope had no message
         _log.error(
             "queue entry {queueID} is unreadable ({reason}); moved to {corrupt}",
             queueID=queueID,
@@ -325,7 +433,7 @@ class MessageQueue:
             corrupt=corrupt,
         )
 
-    # -- adding -------------------------------------------------------------------
+    # -- adding --
 
     def submission(self) -> Submission:
         """
@@ -333,8 +441,12 @@ class MessageQueue:
 
         @raise QueueError: when its file cannot be created.
         """
-        queueID = _newID(self._now())
-        return Submission(self, queueID)
+        # Rounded, not truncated (1.001 s is 1001 ms), and one more than the
+        # last one when it is not later, so that ids made within the same
+        # millisecond still sort in the order they were made.
+        stamp = max(round(self._now() * 1000), self._lastStamp + 1)
+        self._lastStamp = stamp
+        return Submission(self, _newID(stamp))
 
     def add(
         self,
@@ -357,7 +469,7 @@ class MessageQueue:
             submission.discard()
             raise
 
-    # -- changing -----------------------------------------------------------------
+    # -- changing --
 
     def update(self, entry: QueueEntry) -> None:
         """
@@ -396,7 +508,7 @@ class MessageQueue:
         @raise QueueError: when it cannot be opened.
         """
         try:
-            return open(self.messagePath(entry.id), "rb")  # noqa: SIM115
+            return open(self.messagePath(entry.id), "rb")
         except OSError as e:
             raise QueueError.fromOSError(f"reading {entry.id}", e) from e
 
@@ -408,7 +520,7 @@ class MessageQueue:
             if name.endswith(".json"):
                 yield name[: -len(".json")]
 
-    # -- file system helpers ----------------------------------------------------------
+    # -- file system helpers --
 
     def _writeFile(self, path: str, content: bytes) -> None:
         fd = self._fs.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
@@ -435,7 +547,11 @@ class MessageQueue:
 def _writeAll(fs: FileSystem, fd: int, data: bytes) -> None:
     offset = 0
     while offset < len(data):
-        offset += fs.write(fd, data[offset:])
+        written = fs.write(fd, data[offset:])
+        if written <= 0:
+            # No progress (and no error): it would loop forever.
+            raise OSError(errno.ENOSPC, "No space left on device (nothing written)")
+        offset += written
 
 
 class Submission:

@@ -1,7 +1,8 @@
 """
 C{twistd mailclient-relay}: the relay as a twistd plugin.
 
-    twistd -n mailclient-relay --smarthost smtp+starttls://user:pass@smtp.example.com:587 \\
+    twistd -n mailclient-relay \\
+        --smarthost smtp+starttls://user:pass@smtp.example.com:587 \\
         --queue /var/spool/mailclient --listen tcp:2525:interface=127.0.0.1
 
 The smarthost is a URL (C{smtp://}, C{smtp+starttls://}, C{smtps://}) read
@@ -12,6 +13,7 @@ mailclient.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -19,6 +21,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from mailclient import errors
+from mailclient.relay.listener import LOOPBACK
 
 __all__ = ["Options", "makeService"]
 
@@ -55,6 +58,13 @@ class Options(usage.Options):
             "Where to accept submissions (a server endpoint description).",
         ],
         ["queue", "q", "mailclient-queue", "The queue directory."],
+        [
+            "allow",
+            None,
+            ",".join(LOOPBACK),
+            "The networks applications may submit from, comma-separated "
+            "(anyone else is refused: no open relay).",
+        ],
         [
             "smarthost",
             "s",
@@ -109,21 +119,40 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """
-        Read the smarthost settings now, so that a mistake is a usage error.
+        Read the smarthost settings now (and the certificate files they
+        name), so that a mistake is a usage error.
         """
         from mailclient.config import loadSettings
 
         try:
             settings = loadSettings(self["smarthost"])
+            # keywords() reads the certificate and key files.
+            keywords = settings.keywords(hostKeyword="host")
         except errors.InvalidArgumentError as e:
             raise usage.UsageError(f"--smarthost: {e}") from e
         if settings.host is None:
-            raise usage.UsageError(
-                "give --smarthost (or set MAILCLIENT_HOST)"
-            )
+            raise usage.UsageError("give --smarthost (or set MAILCLIENT_HOST)")
         self["settings"] = settings
+        self["clients"] = [n.strip() for n in self["allow"].split(",") if n.strip()]
+        try:
+            for network in self["clients"]:
+                ipaddress.ip_network(network, strict=False)
+        except ValueError as e:
+            raise usage.UsageError(f"--allow: {e}") from e
+        if not self["clients"]:
+            raise usage.UsageError("--allow: give at least one network")
+        self["mailerKeywords"] = keywords
         if self["hostname"] is None:
             self["hostname"] = socket.gethostname()
+        hostname = self["hostname"]
+        if (
+            not hostname
+            or not hostname.isascii()
+            or not hostname.isprintable()
+            or " " in hostname
+        ):
+            # It goes into the greeting and the Received fields as ASCII.
+            raise usage.UsageError(f"--hostname: {hostname!r} is not a host name")
 
 
 def makeService(options: Options) -> IService:
@@ -133,9 +162,8 @@ def makeService(options: Options) -> IService:
     from mailclient import Mailer
     from mailclient.relay import Relay
 
-    keywords = options["settings"].keywords(hostKeyword="host")
     mailer = Mailer(
-        **keywords,
+        **options["mailerKeywords"],
         maxConnections=options["connections"],
         # The queue retries, durably: the Mailer tries once.
         retries=0,
@@ -147,6 +175,7 @@ def makeService(options: Options) -> IService:
         listen=options["listen"],
         maxMessageSize=options["max-message-size"],
         maxRecipients=options["max-recipients"],
+        clients=options["clients"],
         retryBaseDelay=options["retry-base"],
         retryMaxDelay=options["retry-max"],
         maxLifetime=options["lifetime"],

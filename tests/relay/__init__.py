@@ -1,5 +1,6 @@
 """
-Protocol-layer tests: L{mailclient.protocol.ESMTPClient} driven by hand over
-a fake transport and clock, whole sessions against Twisted's ESMTP server in
-memory, and L{mailclient.sendmail} with fake endpoints.
+Tests of the relay (L{mailclient.relay}): the durable queue, the
+submission listener, the scheduler, the twistd plugin, and the relay under
+faults (a full disk, a failing C{fsync}, a smarthost that resets, a
+thousand submissions at once).
 """
