@@ -51,6 +51,15 @@ def _address(address: smtp.Address | str | bytes) -> str:
     return str(address)
 
 
+def _printable(text: bytes, limit: int = 255) -> str:
+    """
+    C{text} (a client's HELO name) safe in a header field: printable ASCII
+    only (a bare CR or LF, which Twisted's server leaves inside a line,
+    would start a new field), at most C{limit} characters.
+    """
+    return "".join(chr(b) if 0x20 <= b < 0x7F else "?" for b in text[:limit])
+
+
 class _Transaction:
     """
     One MAIL transaction: its sender, its recipients, and the queue
@@ -165,7 +174,7 @@ class _Delivery:
             # one Received field per message, not one per recipient
             return None
         transaction.start()
-        name = helo[0].decode("ascii", "replace") if helo[0] else "unknown"
+        name = _printable(helo[0]) if helo[0] else "unknown"
         client = (
             helo[1].decode("ascii", "replace")
             if isinstance(helo[1], bytes)
@@ -250,27 +259,28 @@ class SubmissionServer(smtp.ESMTP):
         # a UNIX socket's peer has no host
         return host.encode("idna") if isinstance(host, str) else b"localhost"
 
-    def do_HELO(self, rest: bytes) -> None:
+    def _hello(self, rest: bytes) -> bytes:
         """
-        HELO, as Twisted answers it, for any kind of transport.
+        Start a new session for C{HELO}/C{EHLO} C{rest}; the greeting line.
         """
         peer = self._peerName()
         self._helo = (rest, peer)
         self._from = None
         self._to = []
-        self.sendCode(250, self.host + b" Hello " + peer)
+        host: bytes = self.host
+        return host + b" Hello " + peer
+
+    def do_HELO(self, rest: bytes) -> None:
+        """
+        HELO, as Twisted answers it, for any kind of transport.
+        """
+        self.sendCode(250, self._hello(rest))
 
     def do_EHLO(self, rest: bytes) -> None:
         """
         EHLO, as Twisted answers it, for any kind of transport.
         """
-        peer = self._peerName()
-        self._helo = (rest, peer)
-        self._from = None
-        self._to = []
-        self.sendCode(
-            250, self.host + b" Hello " + peer + b"\n" + self.listExtensions()
-        )
+        self.sendCode(250, self._hello(rest) + b"\n" + self.listExtensions())
 
     def extensions(self) -> dict[bytes, list[bytes] | None]:
         """

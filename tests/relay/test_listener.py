@@ -417,3 +417,20 @@ def test_unixSocket(tmp_path: Path) -> None:
         assert s.submit()[-1].startswith(b"250 2.0.0 Ok: queued as ")
         content = Path(s.queue.messagePath(s.queued[0].id)).read_bytes()
         assert content.startswith(b"Received: from app ([localhost])")
+
+
+def test_heloNameCannotAddAField(tmp_path: Path) -> None:
+    """
+    A HELO name with a bare CR or LF (which Twisted's server leaves inside
+    the line) or other control characters cannot start a field of its own
+    in the C{Received} field: they become C{?}, and the name is cut at 255
+    characters.
+    """
+    s = Session(tmp_path)
+    name = b"app\rBcc: victim@x.example\n\x00"
+    s.say(b"EHLO " + name + b"x" * 300)
+    s.submit()
+    content = Path(s.queue.messagePath(s.queued[0].id)).read_bytes()
+    head = content.split(b"\r\n\t", 1)[0]
+    shown = b"app?Bcc: victim@x.example??" + b"x" * (255 - len(name))
+    assert head == b"Received: from " + shown + b" ([127.0.0.1])"
