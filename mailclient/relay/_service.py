@@ -7,7 +7,6 @@ ones that cannot be delivered.
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import Any, Protocol
 
 import attrs
@@ -137,7 +136,8 @@ class RelayService(MultiService):
         self._maxInFlight = maxInFlight
         self._entries: dict[str, QueueEntry] = {}
         self._timers: dict[str, IDelayedCall] = {}
-        self._ready: deque[str] = deque()
+        # the entries due now, in order, each once
+        self._ready: dict[str, None] = {}
         self._inFlight: set[str] = set()
         self._idle: list[Deferred[None]] = []
         self._counts = {"delivered": 0, "deferred": 0, "failed": 0, "bounces": 0}
@@ -215,19 +215,22 @@ class RelayService(MultiService):
         if old is not None and old.active():
             old.cancel()
         if delay == 0.0:
-            self._ready.append(entry.id)
+            self._ready[entry.id] = None
             self._pump()
         else:
+            # a new due time replaces the old one, whatever it was
+            self._ready.pop(entry.id, None)
             self._timers[entry.id] = self._clock.callLater(delay, self._due, entry.id)
 
     def _due(self, queueID: str) -> None:
         self._timers.pop(queueID, None)
-        self._ready.append(queueID)
+        self._ready[queueID] = None
         self._pump()
 
     def _pump(self) -> None:
         while self._ready and len(self._inFlight) < self._maxInFlight and self.running:
-            queueID = self._ready.popleft()
+            queueID = next(iter(self._ready))
+            del self._ready[queueID]
             entry = self._entries.get(queueID)
             if entry is None or queueID in self._inFlight:
                 continue

@@ -114,6 +114,9 @@ class _Transaction:
         except QueueError as e:
             self.failure = _replyFor(e)
             return fail(self.failure)
+        except Exception:
+            # a bug, not the disk: the server answers 451 and logs it
+            return fail()
 
     def abandon(self) -> None:
         if self.submission is not None and self.outcome is None:

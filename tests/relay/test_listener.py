@@ -434,3 +434,47 @@ def test_heloNameCannotAddAField(tmp_path: Path) -> None:
     head = content.split(b"\r\n\t", 1)[0]
     shown = b"app?Bcc: victim@x.example??" + b"x" * (255 - len(name))
     assert head == b"Received: from " + shown + b" ([127.0.0.1])"
+
+
+def test_notAnAddress(tmp_path: Path) -> None:
+    """
+    A peer whose host is not an IP address is not allowed.
+    """
+    s = Session(tmp_path, peer=IPv4Address("TCP", "relay.example", 1))
+    assert s.transport.value().startswith(b"554 ")
+
+
+def test_storageFailureWithSeveralRecipients(tmp_path: Path) -> None:
+    """
+    When the queue cannot even start a submission, DATA gets the
+    transient reply once, whatever the number of recipients.
+    """
+
+    class NoOpen(FileSystem):
+        def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+            if "/tmp/" in path:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().open(path, flags, mode)
+
+    s = Session(tmp_path, fileSystem=NoOpen())
+    s.say(b"EHLO app.example")
+    replies = s.submit(recipients=("a@x.example", "b@x.example"))
+    assert replies[-1].startswith(b"451 4.3.0")
+    assert s.queued == []
+
+
+def test_unexpectedFailureIsTransient(tmp_path: Path) -> None:
+    """
+    A failure that is not the disk's (a bug) still gets a transient
+    C{451}, never Twisted's C{550}, and is logged.
+    """
+
+    class Broken(FileSystem):
+        def rename(self, source: str, destination: str) -> None:
+            raise RuntimeError("a bug")
+
+    s = Session(tmp_path, fileSystem=Broken())
+    s.say(b"EHLO app.example")
+    replies = s.submit()
+    assert replies[-1] == b"451 4.3.0 local error in processing"
+    assert s.queued == []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -481,6 +483,7 @@ def test_oneRelayPerQueue(tmp_path: Path) -> None:
     with pytest.raises(QueueError, match="in use by another relay"):
         second.service.startService()
     assert not second.service.running
+    first.queue.lock()
     first.service.stopService()
     settle(first.clock)
     second.service.startService()
@@ -491,3 +494,125 @@ def test_oneRelayPerQueue(tmp_path: Path) -> None:
     first.service.startService()
     first.service.stopService()
     settle(first.clock)
+
+
+class Held:
+    """
+    A deliverer whose sends wait until the test fires them.
+
+    @ivar calls: the Deferred of every send, in order, with its recipients.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], Deferred[SendResult]]] = []
+
+    def send(
+        self, fromAddress: str, toAddresses: list[str], message: object
+    ) -> Deferred[SendResult]:
+        """
+        Record the send; its Deferred is fired by the test.
+        """
+        d: Deferred[SendResult] = Deferred()
+        self.calls.append((toAddresses, d))
+        return d
+
+
+def test_submittedAgain(tmp_path: Path) -> None:
+    """
+    An entry submitted again while it is being delivered, waiting for a
+    retry, or waiting for its turn is delivered once at a time: no second
+    delivery runs beside the first, and a new due time replaces the old
+    one.
+    """
+    clock = Clock()
+    held = Held()
+    queue = MessageQueue(str(tmp_path / "q"), now=clock.seconds)
+    service = RelayService(
+        queue,
+        held,
+        hostname="relay.test",
+        clock=clock,
+        now=clock.seconds,
+        maxInFlight=1,
+    )
+    service.startService()
+    first = queue.add(SENDER, ["a@x.example"], MESSAGE)
+    second = queue.add(SENDER, ["b@x.example"], MESSAGE)
+    service.submitted(first)
+    service.submitted(second)
+    service.submitted(second)
+    service.submitted(first)
+    assert [to for to, _ in held.calls] == [["a@x.example"]]
+    held.calls[0][1].errback(errors.ConnectionLostError("DATA", "gone"))
+    assert [to for to, _ in held.calls] == [["a@x.example"], ["b@x.example"]]
+    held.calls[1][1].errback(errors.ConnectionLostError("DATA", "gone"))
+    assert len(held.calls) == 2
+    later = attrs.evolve(first, nextAttempt=clock.seconds() + 10)
+    service.submitted(later)
+    service.submitted(attrs.evolve(later, nextAttempt=clock.seconds() + 20))
+    clock.advance(10)
+    assert len(held.calls) == 2
+    clock.advance(10)
+    assert len(held.calls) == 3
+
+
+def test_defaultClock(tmp_path: Path) -> None:
+    """
+    Without a clock, the service uses the global reactor.
+    """
+    from twisted.internet import reactor
+
+    service = RelayService(
+        MessageQueue(str(tmp_path / "q")), Held(), hostname="relay.test"
+    )
+    assert service._clock is reactor
+
+
+def test_removeFailure(tmp_path: Path) -> None:
+    """
+    When a delivered entry cannot be removed (its envelope cannot be
+    unlinked), the relay logs it and forgets the entry: it stays on disk,
+    so a restart would deliver it again (a duplicate, never a loss).
+    """
+
+    class NoUnlink(FileSystem):
+        def unlink(self, path: str) -> None:
+            if path.endswith(".json"):
+                raise OSError(errno.EACCES, "Permission denied")
+            super().unlink(path)
+
+    s = makeSetup(tmp_path, fileSystem=NoUnlink())
+    queueID = s.add(["a@x.example"])
+    settle(s.clock)
+    assert len(s.server.outbox) == 1
+    assert s.onDisk() == [queueID]
+    assert s.service.stats().queued == 0
+
+
+def test_reportWithoutTheOriginal(tmp_path: Path) -> None:
+    """
+    When the message file is gone by the time a report is made, the
+    report is still sent, without the original's header section.
+    """
+
+    class Vanishing:
+        def send(
+            self, fromAddress: str, toAddresses: list[str], message: object
+        ) -> Deferred[SendResult]:
+            os.unlink(queue.messagePath(entry.id))
+            return fail(errors.InvalidArgumentError("toAddress", "x", "refused"))
+
+    clock = Clock()
+    queue = MessageQueue(str(tmp_path / "q"), now=clock.seconds)
+    service = RelayService(
+        queue, Vanishing(), hostname="relay.test", clock=clock, now=clock.seconds
+    )
+    service.startService()
+    entry = queue.add(SENDER, ["a@x.example"], MESSAGE)
+    service.submitted(entry)
+    [report] = [e for e in MessageQueue(queue.directory).open() if e.isBounce]
+    content = Path(queue.messagePath(report.id)).read_bytes()
+    parsed = email.message_from_bytes(content, policy=email.policy.default)
+    parts = [p.get_content_type() for p in parsed.iter_parts()]
+    assert parts[-1] == "text/rfc822-headers"
+    assert b"Subject: hello" not in content
