@@ -47,10 +47,6 @@ The networks a L{SubmissionFactory} accepts clients from by default.
 _log = Logger(namespace="mailclient.relay.listener")
 
 
-def _address(address: smtp.Address | str | bytes) -> str:
-    return str(address)
-
-
 def _printable(text: bytes, limit: int = 255) -> str:
     """
     C{text} (a client's HELO name) safe in a header field: printable ASCII
@@ -164,9 +160,8 @@ class _Delivery:
     The submission rules of one connection.
     """
 
-    def __init__(self, factory: SubmissionFactory, server: SubmissionServer) -> None:
+    def __init__(self, factory: SubmissionFactory) -> None:
         self.factory = factory
-        self.server = server
         self.transaction: _Transaction | None = None
 
     def receivedHeader(
@@ -193,7 +188,7 @@ class _Delivery:
     def validateFrom(
         self, helo: tuple[bytes, bytes], origin: smtp.Address
     ) -> smtp.Address:
-        sender = _address(origin)
+        sender = str(origin)
         try:
             commands.validateAddress(sender, "sender", allowEmpty=True, utf8=True)
         except errors.InvalidArgumentError as e:
@@ -208,7 +203,7 @@ class _Delivery:
     def validateTo(self, user: smtp.User) -> Callable[[], smtp.IMessage]:
         transaction = self.transaction
         assert transaction is not None
-        address = _address(user.dest)
+        address = str(user.dest)
         try:
             commands.validateAddress(address, "recipient", utf8=True)
         except errors.InvalidArgumentError as e:
@@ -247,7 +242,7 @@ class SubmissionServer(smtp.ESMTP):
             self.sendCode(554, b"5.7.1 not allowed to submit here")
             self.transport.loseConnection()  # type: ignore[union-attr]
             return
-        self.delivery = _Delivery(self.factory, self)
+        self.delivery = _Delivery(self.factory)
         super().connectionMade()
 
     def greeting(self) -> bytes:

@@ -305,22 +305,32 @@ def test_queueReadAtStart(tmp_path: Path) -> None:
     assert due.id != later.id
 
 
+class Held:
+    """
+    A deliverer whose sends wait until the test fires them.
+
+    @ivar calls: the Deferred of every send, in order, with its recipients.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], Deferred[SendResult]]] = []
+
+    def send(
+        self, fromAddress: str, toAddresses: list[str], message: object
+    ) -> Deferred[SendResult]:
+        """
+        Record the send; its Deferred is fired by the test.
+        """
+        d: Deferred[SendResult] = Deferred()
+        self.calls.append((toAddresses, d))
+        return d
+
+
 def test_maxInFlight(tmp_path: Path) -> None:
     """
     At most C{maxInFlight} deliveries are under way at once; the others
     wait their turn and all are delivered.
     """
-
-    class Held:
-        def __init__(self) -> None:
-            self.calls: list[Deferred[SendResult]] = []
-
-        def send(
-            self, fromAddress: str, toAddresses: list[str], message: object
-        ) -> Deferred[SendResult]:
-            d: Deferred[SendResult] = Deferred()
-            self.calls.append(d)
-            return d
 
     clock = Clock()
     held = Held()
@@ -338,13 +348,13 @@ def test_maxInFlight(tmp_path: Path) -> None:
         service.submitted(queue.add(SENDER, [f"r{n}@x.example"], MESSAGE))
     assert len(held.calls) == 2
     assert service.stats().inFlight == 2
-    held.calls[0].errback(errors.ConnectionLostError("DATA", "gone"))
+    held.calls[0][1].errback(errors.ConnectionLostError("DATA", "gone"))
     assert len(held.calls) == 3
     idle = service.whenIdle()
     assert not idle.called
-    for d in held.calls[1:]:
+    for _, d in held.calls[1:]:
         d.errback(errors.ConnectionLostError("DATA", "gone"))
-    for d in held.calls[3:]:
+    for _, d in held.calls[3:]:
         d.errback(errors.ConnectionLostError("DATA", "gone"))
     assert idle.called
     assert service.stats().deferred == 5
@@ -494,27 +504,6 @@ def test_oneRelayPerQueue(tmp_path: Path) -> None:
     first.service.startService()
     first.service.stopService()
     settle(first.clock)
-
-
-class Held:
-    """
-    A deliverer whose sends wait until the test fires them.
-
-    @ivar calls: the Deferred of every send, in order, with its recipients.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[str], Deferred[SendResult]]] = []
-
-    def send(
-        self, fromAddress: str, toAddresses: list[str], message: object
-    ) -> Deferred[SendResult]:
-        """
-        Record the send; its Deferred is fired by the test.
-        """
-        d: Deferred[SendResult] = Deferred()
-        self.calls.append((toAddresses, d))
-        return d
 
 
 def test_submittedAgain(tmp_path: Path) -> None:
